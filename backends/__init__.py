@@ -1,0 +1,1 @@
+"""Concrete adapters behind the protocols in ``core.protocols``, and the container factory."""

@@ -1,0 +1,326 @@
+"""The vector store on qdrant-client: embedded (local folder) or a Qdrant server.
+
+One collection with a named dense vector (``dense``, cosine) and a named sparse
+vector (``bm25``, ``Modifier.IDF``). The collection's metadata records the
+embedder name, dimension and sparse encoder; :meth:`QdrantStore.ensure_collection`
+refuses to mix vectors from different models.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from qdrant_client import QdrantClient, models
+from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
+
+from core.errors import CollectionMismatchError, StoreError, StoreLockedError
+from core.types import (
+    Chunk,
+    CollectionSpec,
+    EmbeddedChunk,
+    Hit,
+    SearchFilter,
+    SearchRequest,
+    StoreInfo,
+)
+
+logger = logging.getLogger(__name__)
+
+DENSE = "dense"
+SPARSE = "bm25"
+SCHEMA_VERSION = 1
+_KEYWORD_FIELDS = ("doc_id", "source", "groups", "tags", "mime_type", "content_hash")
+_DISTANCES = {
+    "cosine": models.Distance.COSINE,
+    "dot": models.Distance.DOT,
+    "euclid": models.Distance.EUCLID,
+}
+
+
+class QdrantStore:
+    """A :class:`core.protocols.VectorStore` on qdrant-client."""
+
+    def __init__(
+        self,
+        collection: str,
+        *,
+        path: Path | None = None,
+        url: str | None = None,
+        api_key: str | None = None,
+        timeout_s: float = 30.0,
+    ) -> None:
+        if (path is None) == (url is None):
+            raise ValueError("give exactly one of path (embedded) or url (server)")
+        self._collection = collection
+        self._location = str(path) if path is not None else str(url)
+        self._engine = "qdrant-embedded" if path is not None else "qdrant-server"
+        try:
+            if path is not None:
+                path.mkdir(parents=True, exist_ok=True)
+                self._client = QdrantClient(path=str(path))
+            else:
+                self._client = QdrantClient(url=url, api_key=api_key, timeout=int(timeout_s))
+        except RuntimeError as exc:
+            if "already accessed" in str(exc):
+                raise StoreLockedError(
+                    f"the embedded store at {path} is in use by another Enclave process; "
+                    "stop that process (or wait for it to finish), or set ENCLAVE_DATA_DIR to "
+                    "another folder, or use a Qdrant server (ENCLAVE_STORE__URL)"
+                ) from exc
+            raise StoreError(f"cannot open the Qdrant store at {self._location}: {exc}") from exc
+
+    # -- collection --------------------------------------------------------------------
+    def ensure_collection(self, spec: CollectionSpec) -> None:
+        metadata = {
+            "embedder": spec.embedder,
+            "dense_dim": spec.dense_dim,
+            "distance": spec.distance,
+            "sparse_encoder": spec.sparse_encoder,
+            "schema": SCHEMA_VERSION,
+        }
+        with self._errors("create or check the collection"):
+            if not self._client.collection_exists(self._collection):
+                self._client.create_collection(
+                    self._collection,
+                    vectors_config={
+                        DENSE: models.VectorParams(
+                            size=spec.dense_dim, distance=_DISTANCES[spec.distance]
+                        )
+                    },
+                    sparse_vectors_config={
+                        SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)
+                    },
+                    metadata=metadata,
+                )
+                if self._engine == "qdrant-embedded":  # payload indexes are no-ops there
+                    logger.info("created collection %s (%s)", self._collection, metadata)
+                    return
+                for name in _KEYWORD_FIELDS:
+                    self._client.create_payload_index(
+                        self._collection, name, models.PayloadSchemaType.KEYWORD
+                    )
+                self._client.create_payload_index(
+                    self._collection, "modified_at", models.PayloadSchemaType.FLOAT
+                )
+                logger.info("created collection %s (%s)", self._collection, metadata)
+                return
+            info = self._client.get_collection(self._collection)
+        self._check(spec, info)
+
+    def _check(self, spec: CollectionSpec, info: models.CollectionInfo) -> None:
+        recorded = info.config.metadata or {}
+        vectors = info.config.params.vectors
+        dense = vectors.get(DENSE) if isinstance(vectors, dict) else None
+        problems = []
+        if dense is None:
+            problems.append(f"it has no '{DENSE}' vector")
+        else:
+            if dense.size != spec.dense_dim:
+                problems.append(f"its vectors have {dense.size} dimensions, the embedder gives "
+                                f"{spec.dense_dim}")
+            if dense.distance != _DISTANCES[spec.distance]:
+                problems.append(f"its distance is {dense.distance}, expected {spec.distance}")
+        if recorded.get("embedder") not in (None, spec.embedder):
+            problems.append(
+                f"it was built with embedder {recorded['embedder']!r}, "
+                f"the settings name {spec.embedder!r}"
+            )
+        if problems:
+            raise CollectionMismatchError(
+                f"collection '{self._collection}' does not match the configured models: "
+                + "; ".join(problems)
+                + ". Set ENCLAVE_EMBEDDER__MODEL back to the model it was built with, or use "
+                "a new collection (ENCLAVE_STORE__COLLECTION) and ingest again."
+            )
+
+    # -- writes ------------------------------------------------------------------------
+    def upsert(self, points: Sequence[EmbeddedChunk]) -> None:
+        if not points:
+            return
+        structs = [
+            models.PointStruct(
+                id=p.chunk.id,
+                vector={
+                    DENSE: list(p.dense),
+                    SPARSE: models.SparseVector(
+                        indices=list(p.sparse.indices), values=list(p.sparse.values)
+                    ),
+                },
+                payload=p.chunk.payload(),
+            )
+            for p in points
+        ]
+        with self._errors("write chunks"):
+            self._client.upsert(self._collection, points=structs, wait=True)
+
+    def delete_document(self, doc_id: str, keep_hash: str | None = None) -> None:
+        must_not: list[models.Condition] = []
+        if keep_hash is not None:
+            must_not.append(_match("content_hash", keep_hash))
+        selector = models.FilterSelector(
+            filter=models.Filter(must=[_match("doc_id", doc_id)], must_not=must_not or None)
+        )
+        with self._errors(f"delete the chunks of document {doc_id}"):
+            self._client.delete(self._collection, points_selector=selector, wait=True)
+
+    def set_access(self, doc_id: str, groups: Sequence[str], tags: Sequence[str]) -> None:
+        with self._errors(f"update the groups of document {doc_id}"):
+            self._client.set_payload(
+                self._collection,
+                payload={"groups": list(groups), "tags": list(tags)},
+                points=models.Filter(must=[_match("doc_id", doc_id)]),
+                wait=True,
+            )
+
+    # -- reads -------------------------------------------------------------------------
+    def count(self, filter: SearchFilter | None = None) -> int:
+        if filter is not None and filter.groups == ():
+            return 0
+        with self._errors("count chunks"):
+            return self._client.count(
+                self._collection, count_filter=_filter(filter), exact=True
+            ).count
+
+    def chunks(self, doc_id: str) -> list[Chunk]:
+        found: list[Chunk] = []
+        offset: Any = None
+        with self._errors(f"read the chunks of document {doc_id}"):
+            while True:
+                records, offset = self._client.scroll(
+                    self._collection,
+                    scroll_filter=models.Filter(must=[_match("doc_id", doc_id)]),
+                    limit=256,
+                    offset=offset,
+                    with_payload=True,
+                    with_vectors=False,
+                )
+                found.extend(Chunk.from_payload(r.payload or {}) for r in records)
+                if offset is None:
+                    break
+        return sorted(found, key=lambda c: c.chunk_index)
+
+    def search(self, request: SearchRequest) -> list[Hit]:
+        if request.filter.groups == ():
+            return []
+        query_filter = _filter(request.filter)
+        sparse = (
+            models.SparseVector(
+                indices=list(request.sparse.indices), values=list(request.sparse.values)
+            )
+            if request.sparse is not None
+            else None
+        )
+        dense = list(request.dense) if request.dense is not None else None
+        kwargs: dict[str, Any]
+        if request.mode == "dense":
+            kwargs = {"query": _need(dense, "dense"), "using": DENSE}
+        elif request.mode == "sparse":
+            kwargs = {"query": _need(sparse, "sparse"), "using": SPARSE}
+        else:
+            kwargs = {
+                "prefetch": [
+                    models.Prefetch(
+                        query=_need(dense, "dense"),
+                        using=DENSE,
+                        filter=query_filter,
+                        limit=request.prefetch_limit,
+                    ),
+                    models.Prefetch(
+                        query=_need(sparse, "sparse"),
+                        using=SPARSE,
+                        filter=query_filter,
+                        limit=request.prefetch_limit,
+                    ),
+                ],
+                "query": models.FusionQuery(fusion=models.Fusion.RRF),
+            }
+        with self._errors("search"):
+            response = self._client.query_points(
+                self._collection,
+                query_filter=query_filter,
+                limit=request.limit,
+                with_payload=True,
+                **kwargs,
+            )
+        return [
+            Hit(chunk=Chunk.from_payload(p.payload or {}), score=float(p.score))
+            for p in response.points
+        ]
+
+    def info(self) -> StoreInfo:
+        with self._errors("read the collection"):
+            if not self._client.collection_exists(self._collection):
+                return StoreInfo(self._engine, self._location, self._collection, 0, None, None)
+            info = self._client.get_collection(self._collection)
+            points = self._client.count(self._collection, exact=True).count
+        metadata = info.config.metadata or {}
+        dim = metadata.get("dense_dim")
+        return StoreInfo(
+            engine=self._engine,
+            location=self._location,
+            collection=self._collection,
+            points=points,
+            embedder=metadata.get("embedder"),
+            dense_dim=int(dim) if dim is not None else None,
+        )
+
+    def close(self) -> None:
+        self._client.close()
+
+    # -- helpers -----------------------------------------------------------------------
+    def _errors(self, action: str) -> _TranslateErrors:
+        return _TranslateErrors(f"cannot {action} in {self._engine} at {self._location}")
+
+
+class _TranslateErrors:
+    """Turn qdrant-client and transport errors into ``StoreError``."""
+
+    def __init__(self, message: str) -> None:
+        self._message = message
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        if exc is None or isinstance(exc, StoreError):
+            return
+        if isinstance(exc, UnexpectedResponse | ResponseHandlingException | ConnectionError
+                      | TimeoutError | OSError | ValueError | RuntimeError):
+            raise StoreError(f"{self._message}: {exc}") from exc
+
+
+def _match(key: str, value: str) -> models.FieldCondition:
+    return models.FieldCondition(key=key, match=models.MatchValue(value=value))
+
+
+def _need(value: Any, kind: str) -> Any:
+    if value is None:
+        raise StoreError(f"a {kind} search needs a {kind} query vector")
+    return value
+
+
+def _filter(spec: SearchFilter | None) -> models.Filter | None:
+    if spec is None:
+        return None
+    must: list[models.Condition] = []
+    if spec.groups is not None:
+        must.append(models.FieldCondition(key="groups", match=models.MatchAny(any=list(spec.groups))))
+    for key, values in (
+        ("doc_id", spec.doc_ids),
+        ("source", spec.sources),
+        ("tags", spec.tags),
+        ("mime_type", spec.mime_types),
+    ):
+        if values:
+            must.append(models.FieldCondition(key=key, match=models.MatchAny(any=list(values))))
+    if spec.modified_after is not None or spec.modified_before is not None:
+        must.append(
+            models.FieldCondition(
+                key="modified_at",
+                range=models.Range(gte=spec.modified_after, lte=spec.modified_before),
+            )
+        )
+    return models.Filter(must=must) if must else None

@@ -1,0 +1,149 @@
+"""The document registry (SQL): what was ingested from where, with which content hash.
+
+A SQL table (SQLite under the data dir by default, any SQLAlchemy URL by setting).
+The vector store holds the chunks; the registry is written only after a document's
+chunks are all in the store, so a run interrupted at any point is repaired by
+running it again.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import (
+    Column,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    delete,
+    event,
+    select,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from core.errors import StoreError
+from core.types import Document
+
+_metadata = MetaData()
+documents = Table(
+    "documents",
+    _metadata,
+    Column("doc_id", String(64), primary_key=True),
+    Column("source", Text, nullable=False, unique=True),
+    Column("title", Text, nullable=False),
+    Column("content_hash", String(64), nullable=False),
+    Column("modified_at", Float, nullable=False),
+    Column("mime_type", String(128), nullable=False),
+    Column("size_bytes", Integer, nullable=False),
+    Column("groups", Text, nullable=False),
+    Column("tags", Text, nullable=False),
+    Column("chunks", Integer, nullable=False),
+    Column("ingested_at", Float, nullable=False),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RegisteredDocument:
+    """A document in the registry, with its chunk count and ingestion time."""
+
+    document: Document
+    chunks: int
+    ingested_at: float
+
+
+class Registry:
+    """CRUD on the ``documents`` table."""
+
+    def __init__(self, url: str) -> None:
+        if url.startswith("sqlite:///"):
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._engine: Engine = create_engine(url, future=True)
+            if url.startswith("sqlite"):
+                event.listen(self._engine, "connect", _sqlite_pragmas)
+            _metadata.create_all(self._engine)
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot open the registry database: {exc.__class__.__name__}: "
+                             f"{exc}. Check ENCLAVE_DATABASE__URL.") from exc
+
+    def get_by_source(self, source: str) -> RegisteredDocument | None:
+        with self._engine.connect() as conn:
+            row = conn.execute(select(documents).where(documents.c.source == source)).first()
+        return _from_row(row._mapping) if row is not None else None
+
+    def get(self, doc_id: str) -> RegisteredDocument | None:
+        with self._engine.connect() as conn:
+            row = conn.execute(select(documents).where(documents.c.doc_id == doc_id)).first()
+        return _from_row(row._mapping) if row is not None else None
+
+    def all(self) -> list[RegisteredDocument]:
+        with self._engine.connect() as conn:
+            rows = conn.execute(select(documents).order_by(documents.c.source)).all()
+        return [_from_row(r._mapping) for r in rows]
+
+    def under(self, folder: str) -> Iterator[RegisteredDocument]:
+        """Documents whose source lies inside ``folder`` (a resolved path)."""
+        prefix = folder.rstrip("/") + "/"
+        for record in self.all():
+            if record.document.source.startswith(prefix):
+                yield record
+
+    def put(self, document: Document, chunks: int) -> None:
+        values = {
+            "doc_id": document.doc_id,
+            "source": document.source,
+            "title": document.title,
+            "content_hash": document.content_hash,
+            "modified_at": document.modified_at,
+            "mime_type": document.mime_type,
+            "size_bytes": document.size_bytes,
+            "groups": json.dumps(list(document.groups)),
+            "tags": json.dumps(list(document.tags)),
+            "chunks": chunks,
+            "ingested_at": time.time(),
+        }
+        with self._engine.begin() as conn:
+            conn.execute(delete(documents).where(documents.c.doc_id == document.doc_id))
+            conn.execute(documents.insert().values(**values))
+
+    def remove(self, doc_id: str) -> None:
+        with self._engine.begin() as conn:
+            conn.execute(delete(documents).where(documents.c.doc_id == doc_id))
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+
+def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
+    cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.close()
+
+
+def _from_row(row: object) -> RegisteredDocument:
+    r = dict(row)  # type: ignore[call-overload]
+    return RegisteredDocument(
+        document=Document(
+            doc_id=r["doc_id"],
+            source=r["source"],
+            title=r["title"],
+            content_hash=r["content_hash"],
+            modified_at=r["modified_at"],
+            mime_type=r["mime_type"],
+            size_bytes=r["size_bytes"],
+            groups=tuple(json.loads(r["groups"])),
+            tags=tuple(json.loads(r["tags"])),
+        ),
+        chunks=r["chunks"],
+        ingested_at=r["ingested_at"],
+    )

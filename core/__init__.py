@@ -1,0 +1,1 @@
+"""Enclave core: settings, domain types, protocols, errors and logging. Imports nothing heavy."""

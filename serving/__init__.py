@@ -1,0 +1,1 @@
+"""Serving: the root CLI (and, later, the FastAPI app)."""
