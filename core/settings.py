@@ -102,6 +102,13 @@ class IngestSettings(BaseModel):
             "wins; `--groups` on the command line overrides it."
         ),
     )
+    detect_encoding: bool = Field(
+        False,
+        description=(
+            "Decode text files that are not UTF-8 with a detected legacy encoding (e.g. "
+            "cp1252). Off: such files are reported as failed, naming the encoding to convert."
+        ),
+    )
     queue_docs: int = Field(
         8, ge=1, description="Parsed documents buffered ahead of the embedder (parse/embed overlap)."
     )

@@ -176,20 +176,20 @@ class Parser:
     def _html(self, path: Path) -> list[Any]:
         from unstructured.partition.html import partition_html
 
-        return list(partition_html(text=_read_text(path)))
+        return list(partition_html(text=_read_text(path, self._settings.detect_encoding)))
 
     def _md(self, path: Path) -> list[Any]:
         from unstructured.partition.md import partition_md
 
-        return list(partition_md(text=_read_text(path)))
+        return list(partition_md(text=_read_text(path, self._settings.detect_encoding)))
 
     def _text(self, path: Path) -> list[Any]:
         from unstructured.partition.text import partition_text
 
-        return list(partition_text(text=_read_text(path)))
+        return list(partition_text(text=_read_text(path, self._settings.detect_encoding)))
 
     def _csv(self, path: Path) -> list[Any]:
-        _read_text(path)  # refuses binary content with a clear reason
+        _read_text(path, self._settings.detect_encoding)  # refuses binary content with a clear reason
         from unstructured.partition.csv import partition_csv
 
         return list(partition_csv(filename=str(path)))
@@ -253,8 +253,9 @@ def _check_zip(path: Path, kind: str) -> None:
             raise ParseError(f"{kind} file expands to over 2 GB (a zip bomb?); refused")
 
 
-def _read_text(path: Path) -> str:
-    """Decode a text file: UTF-8 (with or without BOM), else a detected legacy encoding."""
+def _read_text(path: Path, detect_encoding: bool) -> str:
+    """Decode a text file: UTF-8 (with or without BOM); else, when allowed, a detected
+    legacy encoding; else a ``ParseError`` that names the encoding to convert from."""
     data = path.read_bytes()
     if b"\x00" in data[:8192] and not data.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise ParseError("binary content in a text file (NUL bytes); is the extension right?")
@@ -268,6 +269,11 @@ def _read_text(path: Path) -> str:
     if best is None or best.encoding is None:
         raise ParseError(
             "not UTF-8 text and its encoding could not be detected; save it as UTF-8"
+        )
+    if not detect_encoding:
+        raise ParseError(
+            f"not UTF-8 text (looks like {best.encoding}); convert it to UTF-8 (e.g. "
+            f"`iconv -f {best.encoding} -t utf-8`) or set ENCLAVE_INGEST__DETECT_ENCODING=true"
         )
     text = data.decode(best.encoding, errors="replace")
     controls = sum(1 for ch in text[:20_000] if ord(ch) < 32 and ch not in "\t\n\r\f")
@@ -291,7 +297,7 @@ def _explain(path: Path, exc: Exception) -> str:
 def _assemble(elements: Sequence[Any], fallback_title: str) -> ParsedDocument:
     title = ""
     sections: list[Section] = [Section(())]
-    path: list[str] = []
+    stack: list[tuple[int, str]] = []  # (depth, heading) of the open headings
     for element in elements:
         category = getattr(element, "category", "")
         text = (getattr(element, "text", "") or "").strip()
@@ -308,8 +314,10 @@ def _assemble(elements: Sequence[Any], fallback_title: str) -> ParsedDocument:
             if not title:
                 title = text
                 continue
-            path = [*path[: max(0, depth)], text]
-            sections.append(Section(tuple(path)))
+            while stack and stack[-1][0] >= depth:
+                stack.pop()
+            stack.append((depth, text))
+            sections.append(Section(tuple(h for _, h in stack)))
             continue
         if category == "Table":
             html = getattr(metadata, "text_as_html", None)

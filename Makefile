@@ -1,0 +1,72 @@
+# The targets the README and CI call. `make run` and `make test` each set up what they need.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+APT_PACKAGES := libmagic1
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export HF_HUB_DISABLE_TELEMETRY := 1
+export DO_NOT_TRACK := true
+export SCARF_NO_ANALYTICS := true
+export UNSTRUCTURED_DISABLE_NOTICE := 1
+
+.PHONY: setup system-deps run test test-fast lint format bench clean lock
+
+## setup: system packages + a virtualenv with the pinned versions (idempotent)
+setup: system-deps $(STAMP)
+
+system-deps:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing system packages: $$missing"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip==25.3
+	# torch first: the pinned CPU build (an unpinned torch pulls GBs of CUDA packages)
+	$(PIP) install -q -c constraints.txt torch==2.13.0
+	$(PIP) install -q -c constraints.txt -e ".[dev]"
+	# the PDF text-layer path imports unstructured-inference but none of its hi_res deps
+	$(PIP) install -q --no-deps -c constraints.txt unstructured-inference
+	touch $(STAMP)
+
+## run: set up, then ingest the sample knowledge base and answer sample questions
+run: setup
+	$(BIN)/enclave demo
+
+## test: set up, then the whole test suite
+test: setup
+	$(BIN)/pytest -q
+
+## test-fast: unit tests only (no models, no parsers)
+test-fast: setup
+	$(BIN)/pytest -q tests/unit -m "not slow and not integration"
+
+## lint: ruff, ruff format --check, mypy --strict, import-linter layer contracts
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+format: setup
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+## bench: ingestion benchmark on COVID-QA (../shared/eval), prints figures
+bench: setup
+	$(PIP) install -q -c constraints.txt -e ".[dev,bench]"
+	$(PY) bench/ingest.py
+
+## lock: regenerate constraints.txt from the current virtualenv
+lock:
+	$(PIP) freeze --exclude-editable | grep -v -E "^(enclave|torchvision|timm)==" | sed -E "s/^torch==([0-9.]+)\+cpu$$/torch==\1/" > constraints.txt
+
+clean:
+	rm -rf $(VENV) .enclave .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,209 @@
+"""The VectorStore contract, run against every implementation.
+
+Access control is the security boundary: a chunk outside the caller's groups must
+never be returned or counted, in any search mode.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from backends.qdrant_store import QdrantStore
+from core.errors import CollectionMismatchError, StoreLockedError
+from core.protocols import VectorStore
+from core.types import (
+    Chunk,
+    CollectionSpec,
+    EmbeddedChunk,
+    SearchFilter,
+    SearchRequest,
+    SparseVector,
+)
+
+DIM = 4
+SPEC = CollectionSpec("contract", DIM, "cosine", "test-embedder", "bm25:test")
+
+StoreFactory = Callable[[Path], VectorStore]
+ENGINES: dict[str, StoreFactory] = {
+    "qdrant-embedded": lambda path: QdrantStore("contract", path=path),
+}
+
+
+@pytest.fixture(params=sorted(ENGINES))
+def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreFactory]:
+    opened: list[VectorStore] = []
+
+    def factory(path: Path = tmp_path / "store") -> VectorStore:
+        store = ENGINES[request.param](path)
+        opened.append(store)
+        return store
+
+    yield factory
+    for store in opened:
+        store.close()
+
+
+@pytest.fixture
+def store(make_store: StoreFactory) -> VectorStore:
+    s = make_store()
+    s.ensure_collection(SPEC)
+    return s
+
+
+def point(
+    doc: str,
+    index: int,
+    groups: tuple[str, ...],
+    dense: tuple[float, ...],
+    terms: dict[int, float],
+    content_hash: str = "h1",
+    tags: tuple[str, ...] = (),
+) -> EmbeddedChunk:
+    chunk = Chunk(
+        id=f"00000000-0000-0000-0000-{abs(hash((doc, index, content_hash))) % 10**12:012d}",
+        doc_id=doc,
+        source=f"/kb/{doc}.md",
+        title=doc.title(),
+        text=f"{doc} chunk {index}",
+        chunk_index=index,
+        pages=(index + 1,),
+        heading_path=("Section",),
+        content_hash=content_hash,
+        modified_at=1000.0 + index,
+        mime_type="text/markdown",
+        groups=groups,
+        tags=tags,
+    )
+    sparse = SparseVector(tuple(terms), tuple(terms.values()))
+    return EmbeddedChunk(chunk, dense, sparse)
+
+
+def corpus() -> list[EmbeddedChunk]:
+    return [
+        point("public", 0, ("everyone",), (1, 0, 0, 0), {1: 1.0, 2: 0.5}),
+        point("public", 1, ("everyone",), (0.9, 0.1, 0, 0), {1: 0.8}),
+        point("hr", 0, ("hr",), (1, 0, 0, 0), {1: 2.0, 3: 1.0}, tags=("salary",)),
+        point("board", 0, ("board", "exec"), (0.99, 0.01, 0, 0), {1: 3.0}),
+    ]
+
+
+def request(mode: str, groups: tuple[str, ...] | None, limit: int = 10) -> SearchRequest:
+    return SearchRequest(
+        mode=mode,  # type: ignore[arg-type]
+        limit=limit,
+        filter=SearchFilter(groups=groups),
+        dense=(1.0, 0.0, 0.0, 0.0),
+        sparse=SparseVector((1,), (1.0,)),
+    )
+
+
+@pytest.mark.parametrize("mode", ["dense", "sparse", "hybrid"])
+def test_search_never_returns_chunks_outside_the_callers_groups(
+    store: VectorStore, mode: str
+) -> None:
+    store.upsert(corpus())
+    everyone = store.search(request(mode, ("everyone",)))
+    assert {h.chunk.doc_id for h in everyone} == {"public"}
+    hr = store.search(request(mode, ("hr", "nobody")))
+    assert {h.chunk.doc_id for h in hr} == {"hr"}
+    assert store.search(request(mode, ())) == []
+    admin = store.search(request(mode, None))
+    assert {h.chunk.doc_id for h in admin} == {"public", "hr", "board"}
+    assert store.count(SearchFilter(groups=("everyone",))) == 2
+    assert store.count(SearchFilter(groups=())) == 0
+    assert store.count() == 4
+
+
+def test_results_are_ranked_and_round_trip_the_chunk(store: VectorStore) -> None:
+    points = corpus()
+    store.upsert(points)
+    hits = store.search(request("dense", None, limit=2))
+    assert len(hits) == 2
+    assert hits[0].score >= hits[1].score
+    original = {p.chunk.id: p.chunk for p in points}
+    for hit in hits:
+        assert hit.chunk == original[hit.chunk.id]
+
+
+def test_filters_restrict_inside_the_query(store: VectorStore) -> None:
+    store.upsert(corpus())
+    req = request("hybrid", None)
+    for spec, expected in [
+        (SearchFilter(groups=None, doc_ids=("hr",)), {"hr"}),
+        (SearchFilter(groups=None, tags=("salary",)), {"hr"}),
+        (SearchFilter(groups=None, sources=("/kb/board.md",)), {"board"}),
+        (SearchFilter(groups=None, modified_after=1000.5), {"public"}),
+    ]:
+        found = store.search(SearchRequest(req.mode, 10, spec, req.dense, req.sparse))
+        assert {h.chunk.doc_id for h in found} == expected
+
+
+def test_upsert_is_idempotent_and_delete_keeps_only_the_named_version(store: VectorStore) -> None:
+    store.upsert(corpus())
+    store.upsert(corpus())
+    assert store.count() == 4
+    store.upsert([point("public", 0, ("everyone",), (1, 0, 0, 0), {1: 1.0}, content_hash="h2")])
+    assert store.count(SearchFilter(groups=None, doc_ids=("public",))) == 3
+    store.delete_document("public", keep_hash="h2")
+    remaining = store.chunks("public")
+    assert [(c.chunk_index, c.content_hash) for c in remaining] == [(0, "h2")]
+    store.delete_document("hr")
+    assert store.chunks("hr") == []
+    assert store.count() == 2
+
+
+def test_set_access_changes_who_can_find_a_document(store: VectorStore) -> None:
+    store.upsert(corpus())
+    store.set_access("hr", ["everyone"], ["moved"])
+    found = store.search(request("dense", ("everyone",)))
+    assert "hr" in {h.chunk.doc_id for h in found}
+    assert all(c.tags == ("moved",) for c in store.chunks("hr"))
+
+
+def test_chunks_are_ordered_by_index(store: VectorStore) -> None:
+    store.upsert(list(reversed(corpus())))
+    assert [c.chunk_index for c in store.chunks("public")] == [0, 1]
+
+
+def test_a_collection_built_for_another_embedder_is_refused(
+    make_store: StoreFactory, tmp_path: Path
+) -> None:
+    store = make_store(tmp_path / "s")
+    store.ensure_collection(SPEC)
+    store.ensure_collection(SPEC)  # same spec: fine
+    other_dim = CollectionSpec("contract", 8, "cosine", "test-embedder", "bm25:test")
+    with pytest.raises(CollectionMismatchError, match=r"4 dimensions.*ENCLAVE_EMBEDDER__MODEL"):
+        store.ensure_collection(other_dim)
+    other_model = CollectionSpec("contract", DIM, "cosine", "another-model", "bm25:test")
+    with pytest.raises(CollectionMismatchError, match="another-model"):
+        store.ensure_collection(other_model)
+
+
+def test_info_reports_engine_counts_and_embedder(store: VectorStore) -> None:
+    store.upsert(corpus())
+    info = store.info()
+    assert info.points == 4
+    assert info.embedder == "test-embedder"
+    assert info.dense_dim == DIM
+
+
+def test_persisted_data_survives_reopening(make_store: StoreFactory, tmp_path: Path) -> None:
+    first = make_store(tmp_path / "persist")
+    first.ensure_collection(SPEC)
+    first.upsert(corpus())
+    first.close()
+    second = make_store(tmp_path / "persist")
+    assert second.count() == 4
+
+
+# qdrant-client leaks the lock file's handle when it refuses to open a locked store
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_second_process_on_the_same_embedded_store_is_told_it_is_locked(
+    make_store: StoreFactory, tmp_path: Path
+) -> None:
+    make_store(tmp_path / "locked").ensure_collection(SPEC)
+    with pytest.raises(StoreLockedError, match="in use by another Enclave process"):
+        make_store(tmp_path / "locked")

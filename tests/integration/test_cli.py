@@ -1,0 +1,136 @@
+"""The CLI contract, through real `enclave` processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.data.make_files import BAD_FILES, sample_spec, write_docx, write_md
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+ENCLAVE = [sys.executable, "-m", "serving.cli"]
+
+
+def run(args: list[str], data_dir: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    environment = {**os.environ, "ENCLAVE_DATA_DIR": str(data_dir), **env}
+    return subprocess.run(
+        [*ENCLAVE, *args], capture_output=True, text=True, env=environment, timeout=600
+    )
+
+
+@pytest.fixture
+def kb(tmp_path: Path) -> Path:
+    folder = tmp_path / "kb"
+    write_md(folder / "leave.md", sample_spec("leave"))
+    write_docx(folder / "security.docx", sample_spec("security"))
+    return folder
+
+
+def test_ingest_json_contract_exit_codes_and_docs_commands(kb: Path, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    ok = run(["ingest", str(kb), "--groups", "staff,hr", "--tag", "policy", "--json"], data)
+    assert ok.returncode == 0, ok.stderr
+    report = json.loads(ok.stdout)  # stdout is exactly one JSON object
+    for key in ("added", "updated", "unchanged", "deleted", "chunks_written"):
+        assert isinstance(report[key], int)
+    assert (report["added"], report["failed"]) == (2, [])
+    assert report["chunks_written"] > 0
+
+    BAD_FILES["garbage.docx"](kb / "garbage.docx")
+    partial = run(["ingest", str(kb), "--json"], data)
+    assert partial.returncode == 1  # documented: finished, some files failed
+    report = json.loads(partial.stdout)
+    assert report["failed"] == [
+        {"source": str((kb / "garbage.docx").resolve()), "reason": report["failed"][0]["reason"]}
+    ]
+    assert "DOCX" in report["failed"][0]["reason"]
+    assert report["updated"] == 2  # groups changed back to the default
+
+    listed = run(["docs", "list", "--json"], data)
+    assert listed.returncode == 0, listed.stderr
+    docs = json.loads(listed.stdout)
+    assert {Path(d["source"]).name for d in docs} == {"leave.md", "security.docx"}
+    for d in docs:
+        assert set(d) >= {"doc_id", "source", "title", "chunks", "groups", "ingested_at"}
+        assert d["groups"] == ["everyone"]
+        assert d["chunks"] > 0
+
+    status = json.loads(run(["status", "--json"], data).stdout)
+    assert status["documents"] == 2
+    assert status["chunks"] == sum(d["chunks"] for d in docs)
+    assert status["engine"] == "qdrant-embedded"
+
+    doc = next(d for d in docs if d["source"].endswith("leave.md"))
+    assert run(["docs", "delete", doc["doc_id"]], data).returncode == 0
+    assert run(["docs", "delete", "--source", str(kb / "security.docx")], data).returncode == 0
+    after = json.loads(run(["status", "--json"], data).stdout)
+    assert (after["documents"], after["chunks"]) == (0, 0)
+
+    gone = run(["docs", "delete", "nope"], data)
+    assert gone.returncode == 2
+    assert gone.stderr.startswith("error: no ingested document nope")
+    assert "Traceback" not in gone.stderr
+
+
+def test_search_finds_the_right_document(kb: Path, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    assert run(["ingest", str(kb), "--groups", "staff"], data).returncode == 0
+    found = run(["search", "How long must passwords be?", "--json", "--top-k", "3"], data)
+    assert found.returncode == 0, found.stderr
+    hits = json.loads(found.stdout)
+    assert Path(hits[0]["source"]).name == "security.docx"
+    assert "14 characters" in hits[0]["text"]
+    hidden = json.loads(run(["search", "passwords", "--json", "--groups", "hr"], data).stdout)
+    assert hidden == []  # documents of other groups are invisible
+
+
+def test_a_store_held_by_another_process_gives_one_clear_line(kb: Path, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    assert run(["ingest", str(kb)], data).returncode == 0
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from qdrant_client import QdrantClient; "
+            f"c = QdrantClient(path={str(data / 'qdrant')!r}); print('ready', flush=True); "
+            "time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
+        blocked = run(["ingest", str(kb), "--json"], data)
+    finally:
+        holder.kill()
+        holder.wait()
+        assert holder.stdout is not None
+        holder.stdout.close()
+    assert blocked.returncode == 2
+    lines = blocked.stderr.strip().splitlines()
+    assert len(lines) == 1, blocked.stderr
+    assert "in use by another Enclave process" in lines[0]
+    assert blocked.stdout == ""
+
+
+def test_bad_settings_and_empty_queries_are_one_line_errors(tmp_path: Path) -> None:
+    bad = run(["status"], tmp_path / "data", ENCLAVE_INGEST__CHUNK_TOKENS="10")
+    assert bad.returncode == 2
+    assert "ENCLAVE_INGEST__CHUNK_TOKENS" in bad.stderr
+    assert "Traceback" not in bad.stderr
+    empty = run(["search", "   "], tmp_path / "data")
+    assert empty.returncode == 2
+    assert "query is empty" in empty.stderr
+
+
+def test_demo_ingests_the_sample_knowledge_base_and_answers(tmp_path: Path) -> None:
+    demo = run(["demo"], tmp_path / "data")
+    assert demo.returncode == 0, demo.stderr
+    assert "25 days" in demo.stdout
+    assert "staff-handbook" in demo.stdout

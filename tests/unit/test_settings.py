@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from core.settings import Settings, settings_table
+
+
+def test_nested_environment_variables_override_defaults(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("ENCLAVE_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("ENCLAVE_INGEST__CHUNK_TOKENS", "120")
+    monkeypatch.setenv("ENCLAVE_INGEST__DEFAULT_GROUPS", '["staff", "hr"]')
+    monkeypatch.setenv("ENCLAVE_STORE__API_KEY", "s3cret")
+    s = Settings()
+    assert s.data_dir == tmp_path
+    assert s.ingest.chunk_tokens == 120
+    assert s.ingest.default_groups == ["staff", "hr"]
+    assert s.store_path == tmp_path / "qdrant"
+    assert s.database_url == f"sqlite:///{(tmp_path / 'enclave.db').resolve()}"
+    assert "s3cret" not in repr(s)  # secrets never show up in logs or reprs
+
+
+def test_overlap_must_be_smaller_than_chunk_size() -> None:
+    with pytest.raises(ValidationError, match="chunk_overlap"):
+        Settings(ingest={"chunk_tokens": 64, "chunk_overlap": 64})
+
+
+def test_default_groups_cannot_be_empty() -> None:
+    with pytest.raises(ValidationError, match="default_groups"):
+        Settings(ingest={"default_groups": [" "]})
+
+
+def test_configuration_table_lists_every_setting_with_a_description() -> None:
+    table = settings_table()
+    for env in ("ENCLAVE_DATA_DIR", "ENCLAVE_STORE__URL", "ENCLAVE_INGEST__MAX_FILE_MB"):
+        assert f"`{env}`" in table
+    for line in table.splitlines()[2:]:
+        assert line.rstrip(" |").split("|")[-1].strip(), f"no description: {line}"
