@@ -5,10 +5,10 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
+from backends.registry import Registry
 from core.protocols import Embedder, SparseEncoder, VectorStore
 from core.settings import Settings
 from core.types import CollectionSpec
-from backends.registry import Registry
 
 
 @dataclass

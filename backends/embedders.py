@@ -55,9 +55,7 @@ class SentenceTransformerEmbedder:
         try:
             from sentence_transformers import SentenceTransformer
 
-            self._model: SentenceTransformer = SentenceTransformer(
-                location, device=settings.device
-            )
+            self._model: SentenceTransformer = SentenceTransformer(location, device=settings.device)
         except Exception as exc:  # vendor errors vary: OSError, HF errors, torch errors
             raise ModelError(
                 f"cannot load embedding model {settings.model!r} ({exc.__class__.__name__}: "
@@ -68,7 +66,7 @@ class SentenceTransformerEmbedder:
         if dim is None:
             raise ModelError(f"embedding model {settings.model!r} does not report a dimension")
         self._dimension = int(dim)
-        self._max_tokens = int(self._model.max_seq_length)
+        self._max_tokens = int(self._model.max_seq_length or 512)
         # A private copy: Rust tokenizers refuse concurrent use, and chunking (parse
         # thread) counts tokens while the model encodes in another thread.
         self._tokenizer: Any = copy.deepcopy(self._model.tokenizer)

@@ -119,8 +119,9 @@ class QdrantStore:
             problems.append(f"it has no '{DENSE}' vector")
         else:
             if dense.size != spec.dense_dim:
-                problems.append(f"its vectors have {dense.size} dimensions, the embedder gives "
-                                f"{spec.dense_dim}")
+                problems.append(
+                    f"its vectors have {dense.size} dimensions, the embedder gives {spec.dense_dim}"
+                )
             if dense.distance != _DISTANCES[spec.distance]:
                 problems.append(f"its distance is {dense.distance}, expected {spec.distance}")
         if recorded.get("embedder") not in (None, spec.embedder):
@@ -287,8 +288,16 @@ class _TranslateErrors:
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
         if exc is None or isinstance(exc, StoreError):
             return
-        if isinstance(exc, UnexpectedResponse | ResponseHandlingException | ConnectionError
-                      | TimeoutError | OSError | ValueError | RuntimeError):
+        if isinstance(
+            exc,
+            UnexpectedResponse
+            | ResponseHandlingException
+            | ConnectionError
+            | TimeoutError
+            | OSError
+            | ValueError
+            | RuntimeError,
+        ):
             raise StoreError(f"{self._message}: {exc}") from exc
 
 
@@ -307,7 +316,9 @@ def _filter(spec: SearchFilter | None) -> models.Filter | None:
         return None
     must: list[models.Condition] = []
     if spec.groups is not None:
-        must.append(models.FieldCondition(key="groups", match=models.MatchAny(any=list(spec.groups))))
+        must.append(
+            models.FieldCondition(key="groups", match=models.MatchAny(any=list(spec.groups)))
+        )
     for key, values in (
         ("doc_id", spec.doc_ids),
         ("source", spec.sources),

@@ -72,8 +72,10 @@ class Registry:
                 event.listen(self._engine, "connect", _sqlite_pragmas)
             _metadata.create_all(self._engine)
         except SQLAlchemyError as exc:
-            raise StoreError(f"cannot open the registry database: {exc.__class__.__name__}: "
-                             f"{exc}. Check ENCLAVE_DATABASE__URL.") from exc
+            raise StoreError(
+                f"cannot open the registry database: {exc.__class__.__name__}: "
+                f"{exc}. Check ENCLAVE_DATABASE__URL."
+            ) from exc
 
     def get_by_source(self, source: str) -> RegisteredDocument | None:
         with self._engine.connect() as conn:

@@ -24,7 +24,10 @@ class Bm25Encoder:
         try:
             self._bm25 = qdrant_edge.Bm25(
                 qdrant_edge.Bm25Config(
-                    k=settings.k1, b=settings.b, avg_len=settings.avg_len, language=settings.language
+                    k=settings.k1,
+                    b=settings.b,
+                    avg_len=settings.avg_len,
+                    language=settings.language,
                 )
             )
         except ValueError as exc:

@@ -45,6 +45,11 @@ for _key, _value in {
     os.environ.setdefault(_key, _value)
 
 REPO = Path(__file__).resolve().parent.parent
+# Run as ``python bench/ingest.py``, this file's folder leads sys.path and its name would
+# shadow the ``ingest`` package: look up imports from the repository root instead.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
 CORPUS = REPO.parent / "shared" / "eval" / "covidqa" / "covidqa_200423.json"
 
 TARGET_CEILING_RATIO = 0.8
@@ -118,7 +123,7 @@ def warm_up_parsers(sample: Path) -> float:
 
     started = time.perf_counter()
     _prepare_unstructured()
-    Parser(IngestSettings()).parse(sample)
+    Parser(IngestSettings.model_validate({})).parse(sample)
     UnstructuredFileLoader(str(sample)).load()
     return time.perf_counter() - started
 
@@ -271,10 +276,7 @@ def print_report(result: dict[str, Any], out: TextIO) -> None:
         f"{m['torch_threads']}, torch {m['torch']}, python {m['python']}, {m['cpu']}"
     )
     c = result["corpus"]
-    line(
-        f"corpus:  {c['docs']} COVID-QA articles as .txt, {c['bytes'] / 1e6:.2f} MB "
-        f"({c['name']})"
-    )
+    line(f"corpus:  {c['docs']} COVID-QA articles as .txt, {c['bytes'] / 1e6:.2f} MB ({c['name']})")
     line(
         f"warm-up (not timed below): enclave model load {e['model_load_s']:.2f}s, "
         f"langchain model load {lc['model_load_s']:.2f}s, "
@@ -338,6 +340,7 @@ def main(argv: list[str] | None = None) -> int:
 
     logging.basicConfig(level=logging.WARNING)
     warnings.filterwarnings("ignore", message=r".*UnstructuredFileLoader.*")
+    warnings.filterwarnings("ignore", message=r".*langchain-community.*sunset.*")
     out = sys.stderr if args.json else sys.stdout
 
     with tempfile.TemporaryDirectory(prefix="enclave-bench-") as tmp_name:

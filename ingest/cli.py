@@ -22,7 +22,7 @@ from rich.table import Table
 
 from backends.container import Container
 from core.errors import InputError, NotFoundError
-from ingest.pipeline import IngestReport, Ingestor
+from ingest.pipeline import Ingestor, IngestReport
 
 EXIT_SOME_FAILED = 1
 """``enclave ingest`` exit code when the job finished but some files failed."""

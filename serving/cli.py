@@ -13,7 +13,7 @@ import logging
 import sys
 from importlib import resources
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from pydantic import ValidationError
@@ -22,6 +22,9 @@ from rich.console import Console
 from core.errors import ConfigError, EnclaveError
 from core.logging import configure_logging
 from core.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from backends.container import Container
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +55,7 @@ def _settings() -> Settings:
         raise ConfigError(f"invalid settings: {problems}") from exc
 
 
-def _container():  # type: ignore[no-untyped-def]
+def _container() -> Container:
     from backends.container import build_container
 
     return build_container(_settings())
@@ -142,7 +145,7 @@ def search(
     for i, row in enumerate(rows, 1):
         where = f", p. {row['page']}" if row["page"] else ""
         console.print(f"[bold][{i}] {row['title']}{where}[/] ({row['score']:.3f}) {row['source']}")
-        console.print(f"    {row['text'][:300]}", highlight=False)
+        console.print(f"    {str(row['text'])[:300]}", highlight=False)
 
 
 @app.command()
@@ -176,7 +179,7 @@ def demo(
     finally:
         container.close()
     console.print(
-        "\nNext: `enclave ingest YOUR_FOLDER --groups staff`, then `enclave search \"...\"`."
+        '\nNext: `enclave ingest YOUR_FOLDER --groups staff`, then `enclave search "..."`.'
     )
 
 

@@ -105,7 +105,8 @@ def test_a_store_held_by_another_process_gives_one_clear_line(kb: Path, tmp_path
         text=True,
     )
     try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "ready"
         blocked = run(["ingest", str(kb), "--json"], data)
     finally:
         holder.kill()

@@ -73,9 +73,11 @@ def test_headings_become_the_heading_path(
 ) -> None:
     chunks, _ = ingested
     by_fact = {c.heading_path for c in chunks[ext] if "10 working days" in c.text}
-    assert by_fact and all("Requesting Leave" in path for path in by_fact)
+    assert by_fact
+    assert all("Requesting Leave" in path for path in by_fact)
     nested = [c for c in chunks[ext] if "carried over" in c.text]
-    assert nested and nested[0].heading_path[-1] == "Carry-over Rules"
+    assert nested
+    assert nested[0].heading_path[-1] == "Carry-over Rules"
 
 
 @pytest.mark.parametrize("ext", sorted(TABLES))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +73,7 @@ def test_unchanged_changed_and_removed_files(
     assert container.store.count() < before
 
     # removed from the folder: its chunks deleted
-    os.remove(kb / "hr" / "travel.md")
+    (kb / "hr" / "travel.md").unlink()
     fourth = Ingestor(container).run([kb])
     assert (fourth.deleted, fourth.unchanged) == (1, 3)
     assert container.registry.get_by_source(str((kb / "hr" / "travel.md").resolve())) is None
@@ -82,7 +81,9 @@ def test_unchanged_changed_and_removed_files(
     assert sum(r.chunks for r in container.registry.all()) == container.store.count()
 
 
-def test_ingesting_one_file_never_deletes_its_siblings(container: Container, tmp_path: Path) -> None:
+def test_ingesting_one_file_never_deletes_its_siblings(
+    container: Container, tmp_path: Path
+) -> None:
     kb = make_kb(tmp_path / "kb")
     Ingestor(container).run([kb])
     report = Ingestor(container).run([kb / "leave.md"])
@@ -90,9 +91,7 @@ def test_ingesting_one_file_never_deletes_its_siblings(container: Container, tmp
     assert len(container.registry.all()) == 4
 
 
-def test_groups_from_flag_folder_mapping_and_default(
-    embedder: Embedder, tmp_path: Path
-) -> None:
+def test_groups_from_flag_folder_mapping_and_default(embedder: Embedder, tmp_path: Path) -> None:
     kb = make_kb(tmp_path / "kb")
     settings = Settings(
         data_dir=tmp_path / "data",

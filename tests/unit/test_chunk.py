@@ -74,7 +74,9 @@ def test_pages_follow_the_blocks_a_chunk_spans() -> None:
 
 
 def test_tables_split_by_rows_repeat_the_header() -> None:
-    rows = ["Category | Limit | Approval"] + [f"Item {i} | {i * 10} EUR | manager" for i in range(30)]
+    rows = ["Category | Limit | Approval"] + [
+        f"Item {i} | {i * 10} EUR | manager" for i in range(30)
+    ]
     parsed = ParsedDocument(
         title="Expenses", sections=[Section((), [Block("\n".join(rows), 1, is_table=True)])]
     )
@@ -88,7 +90,8 @@ def test_tables_split_by_rows_repeat_the_header() -> None:
 
 def test_whitespace_only_blocks_give_no_chunks_and_ids_are_deterministic() -> None:
     parsed = ParsedDocument(
-        title="T", sections=[Section((), [Block("   \n\n  ", 1)]), Section(("A",), [Block("x y", 1)])]
+        title="T",
+        sections=[Section((), [Block("   \n\n  ", 1)]), Section(("A",), [Block("x y", 1)])],
     )
     first = make().chunk(parsed, DOC)
     second = make().chunk(parsed, DOC)
