@@ -40,3 +40,8 @@ def test_configuration_table_lists_every_setting_with_a_description() -> None:
         assert f"`{env}`" in table
     for line in table.splitlines()[2:]:
         assert line.rstrip(" |").split("|")[-1].strip(), f"no description: {line}"
+
+
+def test_readme_configuration_table_is_up_to_date() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    assert settings_table() in readme, "regenerate it with `python -m core.settings`"
