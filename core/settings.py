@@ -90,6 +90,13 @@ class IngestSettings(BaseModel):
             "Debian's tesseract-ocr; `hi_res` is not offered (its layout model is on a hub)."
         ),
     )
+    languages: list[str] = Field(
+        ["eng"],
+        description=(
+            "Document languages (ISO 639-3, e.g. `eng`, `deu`) given to unstructured: used by "
+            "OCR, and naming them skips per-element language detection (most of the parse time)."
+        ),
+    )
     ocr_fallback: bool = Field(
         False,
         description=(

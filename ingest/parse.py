@@ -110,6 +110,7 @@ class Parser:
 
     def __init__(self, settings: IngestSettings) -> None:
         self._settings = settings
+        self._languages = list(settings.languages)
 
     def parse(self, path: Path) -> ParsedDocument:
         suffix = path.suffix.lower()
@@ -141,7 +142,7 @@ class Parser:
         from unstructured.partition.pdf import partition_pdf
 
         elements: list[Any] = partition_pdf(
-            filename=str(path), strategy=self._settings.pdf_strategy, languages=["eng"]
+            filename=str(path), strategy=self._settings.pdf_strategy, languages=self._languages
         )
         if (
             not any(getattr(e, "text", "").strip() for e in elements)
@@ -152,41 +153,55 @@ class Parser:
                 raise ParseError(
                     "no text layer, and OCR is unavailable: install Debian's tesseract-ocr"
                 )
-            elements = partition_pdf(filename=str(path), strategy="ocr_only", languages=["eng"])
+            elements = partition_pdf(
+                filename=str(path), strategy="ocr_only", languages=self._languages
+            )
         return elements
 
     def _docx(self, path: Path) -> list[Any]:
         _check_zip(path, "DOCX")
         from unstructured.partition.docx import partition_docx
 
-        return list(partition_docx(filename=str(path)))
+        return list(partition_docx(filename=str(path), languages=self._languages))
 
     def _pptx(self, path: Path) -> list[Any]:
         _check_zip(path, "PPTX")
         from unstructured.partition.pptx import partition_pptx
 
-        return list(partition_pptx(filename=str(path)))
+        return list(partition_pptx(filename=str(path), languages=self._languages))
 
     def _xlsx(self, path: Path) -> list[Any]:
         _check_zip(path, "XLSX")
         from unstructured.partition.xlsx import partition_xlsx
 
-        return list(partition_xlsx(filename=str(path)))
+        return list(partition_xlsx(filename=str(path), languages=self._languages))
 
     def _html(self, path: Path) -> list[Any]:
         from unstructured.partition.html import partition_html
 
-        return list(partition_html(text=_read_text(path, self._settings.detect_encoding)))
+        return list(
+            partition_html(
+                text=_read_text(path, self._settings.detect_encoding), languages=self._languages
+            )
+        )
 
     def _md(self, path: Path) -> list[Any]:
         from unstructured.partition.md import partition_md
 
-        return list(partition_md(text=_read_text(path, self._settings.detect_encoding)))
+        return list(
+            partition_md(
+                text=_read_text(path, self._settings.detect_encoding), languages=self._languages
+            )
+        )
 
     def _text(self, path: Path) -> list[Any]:
         from unstructured.partition.text import partition_text
 
-        return list(partition_text(text=_read_text(path, self._settings.detect_encoding)))
+        return list(
+            partition_text(
+                text=_read_text(path, self._settings.detect_encoding), languages=self._languages
+            )
+        )
 
     def _csv(self, path: Path) -> list[Any]:
         _read_text(
@@ -194,12 +209,12 @@ class Parser:
         )  # refuses binary content with a clear reason
         from unstructured.partition.csv import partition_csv
 
-        return list(partition_csv(filename=str(path)))
+        return list(partition_csv(filename=str(path), languages=self._languages))
 
     def _eml(self, path: Path) -> list[Any]:
         from unstructured.partition.email import partition_email
 
-        return list(partition_email(filename=str(path)))
+        return list(partition_email(filename=str(path), languages=self._languages))
 
 
 _PARTITIONERS: dict[str, Callable[[Parser, Path], list[Any]]] = {
