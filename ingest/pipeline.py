@@ -97,6 +97,7 @@ class _Parsed:
 
 
 _DONE = object()
+_BATCHES_PER_WRITE = 4
 
 
 def source_of(path: Path) -> str:
@@ -276,7 +277,8 @@ class Ingestor:
             self._settings.chunk_tokens,
             self._settings.chunk_overlap,
         )
-        batch_size = self._c.settings.embedder.batch_size
+        # chunks per write: several model batches, spanning documents
+        batch_size = self._c.settings.embedder.batch_size * _BATCHES_PER_WRITE
         parsed_queue: queue.Queue[Any] = queue.Queue(maxsize=self._settings.queue_docs)
         stop = threading.Event()
         parse_seconds = [0.0]
@@ -350,8 +352,9 @@ class Ingestor:
                 if stop.is_set():
                     return
                 started = time.perf_counter()
-                out.put(self._parse_one(plan, chunker))
-                parse_seconds[0] += time.perf_counter() - started
+                parsed = self._parse_one(plan, chunker)
+                parse_seconds[0] += time.perf_counter() - started  # not the wait in put()
+                out.put(parsed)
         finally:
             out.put(_DONE)
 

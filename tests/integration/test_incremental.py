@@ -140,8 +140,8 @@ def test_a_run_interrupted_half_way_and_repeated_equals_one_clean_run(
     finally:
         clean.close()
 
-    # small batches so the crash lands between and inside documents
-    settings = Settings(data_dir=tmp_path / "crashed", embedder={"batch_size": 3})
+    # small writes (4 chunks) so the crash lands between and inside documents
+    settings = Settings(data_dir=tmp_path / "crashed", embedder={"batch_size": 1})
     container = build_container(settings, embedder=embedder)
     try:
         calls = {"n": 0}
