@@ -102,7 +102,7 @@ class IngestSettings(BaseModel):
         ["eng"],
         description=(
             "Document languages (ISO 639-3, e.g. `eng`, `deu`) given to unstructured: used by "
-            "OCR, and naming them skips per-element language detection (most of the parse time)."
+            "OCR, and naming them skips per-element language detection."
         ),
     )
     ocr_fallback: bool = Field(
