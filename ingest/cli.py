@@ -22,7 +22,7 @@ from rich.table import Table
 
 from backends.container import Container
 from core.errors import InputError, NotFoundError
-from ingest.pipeline import Ingestor, IngestReport
+from ingest.pipeline import Ingestor, IngestReport, source_of
 
 EXIT_SOME_FAILED = 1
 """``enclave ingest`` exit code when the job finished but some files failed."""
@@ -191,8 +191,6 @@ def register(app: typer.Typer, container_factory: ContainerFactory) -> None:
         container = container_factory()
         try:
             if source is not None:
-                from ingest.pipeline import source_of
-
                 record = container.registry.get_by_source(source_of(source.expanduser().resolve()))
                 what = str(source)
             else:

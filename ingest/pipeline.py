@@ -197,6 +197,7 @@ class Ingestor:
         dry_run: bool,
     ) -> list[_Planned]:
         limit = int(self._settings.max_file_mb * 1024 * 1024)
+        known = {r.document.source: r for r in self._c.registry.all()}
         planned: list[_Planned] = []
         for path in files:
             source = source_of(path)
@@ -215,7 +216,7 @@ class Ingestor:
             except OSError as exc:
                 report.failed.append(Failure(source, _os_reason(exc)))
                 continue
-            previous = self._c.registry.get_by_source(source)
+            previous = known.get(source)
             document = Document(
                 doc_id=doc_id_for(source),
                 source=source,

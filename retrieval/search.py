@@ -21,6 +21,7 @@ class Retriever:
 
     def __init__(self, container: Container) -> None:
         self._c = container
+        self._checked = False  # collection matches the embedder (checked on first search)
 
     def search(
         self,
@@ -41,9 +42,11 @@ class Retriever:
             raise InputError(f"unknown search mode {mode!r}; use one of {', '.join(MODES)}")
         if not 1 <= top_k <= 1000:
             raise InputError(f"top_k must be between 1 and 1000, not {top_k}")
-        if self._c.store.info().points == 0:
-            return []
-        self._c.store.ensure_collection(self._c.collection_spec())
+        if not self._checked:
+            if self._c.store.info().points == 0:
+                return []  # nothing ingested yet (checked again next time)
+            self._c.store.ensure_collection(self._c.collection_spec())
+            self._checked = True
         started = time.perf_counter()
         dense = self._c.embedder.embed_query(text) if mode != "sparse" else None
         sparse = self._c.sparse.encode_query(text) if mode != "dense" else None

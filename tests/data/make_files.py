@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import format_datetime
 from pathlib import Path
+from typing import Any
 
 __all__ = [
     "BAD_FILES",
@@ -237,6 +238,17 @@ def pdf_page_of_section(spec: DocSpec, index: int) -> int:
 # --------------------------------------------------------------------------- DOCX
 
 
+def _set_core_properties(props: Any, title: str) -> None:
+    """Fixed metadata for DOCX/PPTX, so the same spec gives the same bytes."""
+    props.title = title
+    props.author = _AUTHOR
+    props.last_modified_by = _AUTHOR
+    props.created = _FIXED_DATE_NAIVE
+    props.modified = _FIXED_DATE_NAIVE
+    props.last_printed = _FIXED_DATE_NAIVE
+    props.revision = 1
+
+
 def write_docx(path: str | Path, spec: DocSpec) -> Path:
     """Write a Word document: title as heading 0 ("Title" style), headings with
     ``add_heading(level)``, paragraphs, and the table (style "Table Grid") last.
@@ -259,14 +271,7 @@ def write_docx(path: str | Path, spec: DocSpec) -> Path:
         for r, row in enumerate(spec.table):
             for c, value in enumerate(row):
                 table.cell(r, c).text = value
-    props = doc.core_properties
-    props.title = spec.title
-    props.author = _AUTHOR
-    props.last_modified_by = _AUTHOR
-    props.created = _FIXED_DATE_NAIVE
-    props.modified = _FIXED_DATE_NAIVE
-    props.last_printed = _FIXED_DATE_NAIVE
-    props.revision = 1
+    _set_core_properties(doc.core_properties, spec.title)
     doc.save(str(p))
     _normalize_ooxml_zip(p)
     return p
@@ -323,14 +328,7 @@ def write_pptx(path: str | Path, spec: DocSpec) -> Path:
             for c, value in enumerate(row):
                 frame.table.cell(r, c).text = value
 
-    props = prs.core_properties
-    props.title = spec.title
-    props.author = _AUTHOR
-    props.last_modified_by = _AUTHOR
-    props.created = _FIXED_DATE_NAIVE
-    props.modified = _FIXED_DATE_NAIVE
-    props.last_printed = _FIXED_DATE_NAIVE
-    props.revision = 1
+    _set_core_properties(prs.core_properties, spec.title)
     prs.save(str(p))
     _normalize_ooxml_zip(p)
     return p
