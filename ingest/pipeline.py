@@ -156,8 +156,6 @@ class Ingestor:
             report.added = sum(1 for p in planned if p.kind == "add")
             report.updated += sum(1 for p in planned if p.kind == "update")
         elif planned:
-            if progress is not None:
-                progress.start(len(planned))
             self._process(planned, report, progress)
         report.seconds = time.perf_counter() - started
         logger.info("ingest finished: %s", report.as_dict())
@@ -280,6 +278,8 @@ class Ingestor:
         )
         # chunks per write: several model batches, spanning documents
         batch_size = self._c.settings.embedder.batch_size * _BATCHES_PER_WRITE
+        if progress is not None:
+            progress.start(len(planned))  # after the model load: the bar shows real work
         parsed_queue: queue.Queue[Any] = queue.Queue(maxsize=self._settings.queue_docs)
         stop = threading.Event()
         parse_seconds = [0.0]
@@ -312,14 +312,14 @@ class Ingestor:
                 progress.advance(chunks=len(batch))
             while open_docs and open_docs[0][1] <= written:
                 item, _ = open_docs.pop(0)
-                self._finish(item, report, progress)
+                self._finish(item, report)
 
         try:
             while (item := parsed_queue.get()) is not _DONE:
+                if progress is not None:
+                    progress.advance(files=1)  # files parsed; chunks count as written
                 if item.error is not None:
                     report.failed.append(Failure(item.planned.document.source, item.error))
-                    if progress is not None:
-                        progress.advance(files=1)
                     continue
                 queued += len(item.chunks)
                 open_docs.append((item, queued))
@@ -375,9 +375,7 @@ class Ingestor:
             return _Parsed(plan, error="no extractable text")
         return _Parsed(plan, document=document, chunks=chunks)
 
-    def _finish(
-        self, item: _Parsed, report: IngestReport, progress: ProgressListener | None
-    ) -> None:
+    def _finish(self, item: _Parsed, report: IngestReport) -> None:
         assert item.document is not None
         document = item.document
         self._c.store.delete_document(document.doc_id, keep_hash=document.content_hash)
@@ -387,8 +385,6 @@ class Ingestor:
         else:
             report.updated += 1
         report.chunks_written += len(item.chunks)
-        if progress is not None:
-            progress.advance(files=1)
 
 
 def _walk(folder: Path) -> Iterable[Path]:

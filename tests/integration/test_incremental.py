@@ -196,3 +196,29 @@ def _chunks_of(container: Container, path: Path) -> list[Any]:
 
 def _all_chunks(container: Container) -> list[Any]:
     return [c for r in container.registry.all() for c in container.store.chunks(r.document.doc_id)]
+
+
+def test_progress_counts_every_planned_file_and_written_chunk(
+    container: Container, tmp_path: Path
+) -> None:
+    kb = make_kb(tmp_path / "kb")
+    (kb / "broken.docx").write_bytes(b"not a zip")
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.total = -1
+            self.files = 0
+            self.chunks = 0
+
+        def start(self, total_files: int) -> None:
+            self.total = total_files
+
+        def advance(self, files: int = 0, chunks: int = 0) -> None:
+            self.files += files
+            self.chunks += chunks
+
+    recorder = Recorder()
+    report = Ingestor(container).run([kb], progress=recorder)
+    assert recorder.total == recorder.files == 5  # the broken file is planned, then fails
+    assert recorder.chunks == report.chunks_written > 0
+    assert len(report.failed) == 1
