@@ -7,6 +7,7 @@ rows, each part repeating the header row so it stays readable on its own.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -43,7 +44,9 @@ class Chunker:
         chunk_tokens: int,
         chunk_overlap: int,
     ) -> None:
-        self._count = count_tokens
+        # LangChain's splitter measures each piece two or three times (split, merge,
+        # overlap); a per-chunker cache makes that one tokenizer call per piece.
+        self._count = functools.lru_cache(maxsize=16384)(count_tokens)
         self._window = max_tokens - _SPECIAL_TOKENS
         self._chunk_tokens = chunk_tokens
         self._overlap = chunk_overlap
