@@ -13,9 +13,8 @@ Typical use::
     from tests.data.make_files import WRITERS, sample_spec
 
     spec = sample_spec("leave")
-    for ext, write in WRITERS.items():
-        if ext in {".csv", ".xlsx"} or spec.sections:
-            write(tmp_path / f"leave{ext}", spec)
+    paths = [write(tmp_path / f"leave{ext}", spec) for ext, write in WRITERS.items()]
+    bad = [make(tmp_path / name) for name, make in BAD_FILES.items()]
 """
 
 from __future__ import annotations
