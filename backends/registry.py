@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,11 +76,6 @@ class Registry:
                 f"{exc}. Check ENCLAVE_DATABASE__URL."
             ) from exc
 
-    def get_by_source(self, source: str) -> RegisteredDocument | None:
-        with self._engine.connect() as conn:
-            row = conn.execute(select(documents).where(documents.c.source == source)).first()
-        return _from_row(row._mapping) if row is not None else None
-
     def get(self, doc_id: str) -> RegisteredDocument | None:
         with self._engine.connect() as conn:
             row = conn.execute(select(documents).where(documents.c.doc_id == doc_id)).first()
@@ -91,13 +85,6 @@ class Registry:
         with self._engine.connect() as conn:
             rows = conn.execute(select(documents).order_by(documents.c.source)).all()
         return [_from_row(r._mapping) for r in rows]
-
-    def under(self, folder: str) -> Iterator[RegisteredDocument]:
-        """Documents whose source lies inside ``folder`` (a resolved path)."""
-        prefix = folder.rstrip("/") + "/"
-        for record in self.all():
-            if record.document.source.startswith(prefix):
-                yield record
 
     def put(self, document: Document, chunks: int) -> None:
         values = {

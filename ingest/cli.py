@@ -22,7 +22,7 @@ from rich.table import Table
 
 from backends.container import Container
 from core.errors import InputError, NotFoundError
-from ingest.pipeline import Ingestor, IngestReport, source_of
+from ingest.pipeline import Ingestor, IngestReport, doc_id_for, source_of
 
 EXIT_SOME_FAILED = 1
 """``enclave ingest`` exit code when the job finished but some files failed."""
@@ -75,9 +75,7 @@ def run_ingest(
     as_json: bool,
 ) -> IngestReport:
     """Run a job with a progress bar on stderr; print the report; return it."""
-    group_list = [g for g in (groups or "").split(",") if g.strip()] or None
-    if groups is not None and group_list is None:
-        raise InputError("--groups is empty; give one or more group names, e.g. --groups hr,staff")
+    group_list = split_groups(groups)
     console = Console(stderr=True)
     with RichProgress(console) as progress:
         report = Ingestor(container).run(
@@ -88,6 +86,16 @@ def run_ingest(
     else:
         _print_report(report)
     return report
+
+
+def split_groups(groups: str | None) -> list[str] | None:
+    """``--groups a,b`` as a list; ``None`` when the option was not given."""
+    if groups is None:
+        return None
+    names = [g.strip() for g in groups.split(",") if g.strip()]
+    if not names:
+        raise InputError("--groups is empty; give one or more group names, e.g. --groups hr,staff")
+    return names
 
 
 def _print_report(report: IngestReport) -> None:
@@ -191,7 +199,9 @@ def register(app: typer.Typer, container_factory: ContainerFactory) -> None:
         container = container_factory()
         try:
             if source is not None:
-                record = container.registry.get_by_source(source_of(source.expanduser().resolve()))
+                record = container.registry.get(
+                    doc_id_for(source_of(source.expanduser().resolve()))
+                )
                 what = str(source)
             else:
                 record = container.registry.get(str(doc_id))
@@ -200,8 +210,7 @@ def register(app: typer.Typer, container_factory: ContainerFactory) -> None:
                 raise NotFoundError(
                     f"no ingested document {what}; `enclave docs list` shows what is there"
                 )
-            container.store.delete_document(record.document.doc_id)
-            container.registry.remove(record.document.doc_id)
+            Ingestor(container).delete(record.document.doc_id)
         finally:
             container.close()
         typer.echo(f"deleted {record.document.doc_id} ({record.document.source})", err=True)

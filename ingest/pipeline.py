@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from backends.container import Container
+from backends.registry import RegisteredDocument
 from core.errors import DocumentError, FileTooLargeError
 from core.types import Chunk, Document, EmbeddedChunk
 from ingest.chunk import Chunker
@@ -149,9 +150,10 @@ class Ingestor:
         explicit_groups = _clean(groups) if groups else None
         clean_tags = _clean(tags)
         files, scopes = self._discover(paths, report)
-        planned = self._plan(files, explicit_groups, clean_tags, report, dry_run)
+        known = {r.document.source: r for r in self._c.registry.all()}
+        planned = self._plan(files, known, explicit_groups, clean_tags, report, dry_run)
         report.stage_seconds["scan"] = time.perf_counter() - started
-        self._delete_missing(files, scopes, report, dry_run)
+        self._delete_missing(files, scopes, known, report, dry_run)
         if dry_run:
             report.added = sum(1 for p in planned if p.kind == "add")
             report.updated += sum(1 for p in planned if p.kind == "update")
@@ -189,13 +191,13 @@ class Ingestor:
     def _plan(
         self,
         files: Iterable[Path],
+        known: dict[str, RegisteredDocument],
         explicit_groups: tuple[str, ...] | None,
         tags: tuple[str, ...],
         report: IngestReport,
         dry_run: bool,
     ) -> list[_Planned]:
         limit = int(self._settings.max_file_mb * 1024 * 1024)
-        known = {r.document.source: r for r in self._c.registry.all()}
         planned: list[_Planned] = []
         for path in files:
             source = source_of(path)
@@ -249,20 +251,28 @@ class Ingestor:
         return _clean(best[1]) if best else _clean(self._settings.default_groups)
 
     def _delete_missing(
-        self, files: list[Path], scopes: list[Path], report: IngestReport, dry_run: bool
+        self,
+        files: list[Path],
+        scopes: list[Path],
+        known: dict[str, RegisteredDocument],
+        report: IngestReport,
+        dry_run: bool,
     ) -> None:
+        """Delete registered documents inside an ingested folder whose file is gone."""
         present = {source_of(f) for f in files}
-        seen: set[str] = set()
-        for scope in scopes:
-            for record in self._c.registry.under(source_of(scope)):
-                doc = record.document
-                if doc.source in present or doc.doc_id in seen:
-                    continue
-                seen.add(doc.doc_id)
-                report.deleted += 1
-                if not dry_run:
-                    self._c.store.delete_document(doc.doc_id)
-                    self._c.registry.remove(doc.doc_id)
+        prefixes = tuple(source_of(scope).rstrip("/") + "/" for scope in scopes)
+        for source, record in known.items():
+            if source in present or not source.startswith(prefixes):
+                continue
+            report.deleted += 1
+            if not dry_run:
+                self.delete(record.document.doc_id)
+
+    def delete(self, doc_id: str) -> None:
+        """Remove a document: chunks first, registry row last (a crash in between is
+        repaired by deleting again)."""
+        self._c.store.delete_document(doc_id)
+        self._c.registry.remove(doc_id)
 
     # -- processing ------------------------------------------------------------------------
     def _process(

@@ -55,10 +55,10 @@ def _settings() -> Settings:
         raise ConfigError(f"invalid settings: {problems}") from exc
 
 
-def _container() -> Container:
+def _container(settings: Settings | None = None) -> Container:
     from backends.container import build_container
 
-    return build_container(_settings())
+    return build_container(settings or _settings())
 
 
 @app.callback()
@@ -82,7 +82,7 @@ def status(
 ) -> None:
     """Show the store, collection, counts and models."""
     settings = _settings()
-    container = _container()
+    container = _container(settings)
     try:
         info = container.store.info()
         documents = len(container.registry.all())
@@ -118,11 +118,12 @@ def search(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array of hits.")] = False,
 ) -> None:
     """Search the knowledge base (no LLM): the best passages for QUERY."""
+    from ingest.cli import split_groups
     from retrieval.search import Retriever
 
+    group_list = split_groups(groups)
     container = _container()
     try:
-        group_list = [g.strip() for g in groups.split(",") if g.strip()] if groups else None
         hits = Retriever(container).search(query, groups=group_list, top_k=top_k, mode=mode)
     finally:
         container.close()

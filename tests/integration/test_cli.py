@@ -128,6 +128,9 @@ def test_bad_settings_and_empty_queries_are_one_line_errors(tmp_path: Path) -> N
     empty = run(["search", "   "], tmp_path / "data")
     assert empty.returncode == 2
     assert "query is empty" in empty.stderr
+    no_groups = run(["search", "leave", "--groups", " , "], tmp_path / "data")
+    assert no_groups.returncode == 2  # never silently widened to admin scope
+    assert "--groups is empty" in no_groups.stderr
 
 
 def test_demo_ingests_the_sample_knowledge_base_and_answers(tmp_path: Path) -> None:

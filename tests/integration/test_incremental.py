@@ -8,10 +8,11 @@ from typing import Any
 import pytest
 
 from backends.container import Container, build_container
+from backends.registry import RegisteredDocument
 from core.protocols import Embedder
 from core.settings import Settings
 from ingest.parse import Parser
-from ingest.pipeline import Ingestor
+from ingest.pipeline import Ingestor, doc_id_for, source_of
 from tests.data.make_files import SAMPLE_TOPICS, sample_spec, write_docx, write_md, write_pdf
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -23,6 +24,10 @@ def make_kb(folder: Path) -> Path:
     write_pdf(folder / "hr" / "expenses.pdf", sample_spec("expenses"))
     write_md(folder / "hr" / "travel.md", sample_spec("travel"))
     return folder
+
+
+def registered(container: Container, path: Path) -> RegisteredDocument | None:
+    return container.registry.get(doc_id_for(source_of(path.resolve())))
 
 
 def state(container: Container) -> dict[str, Any]:
@@ -64,7 +69,7 @@ def test_unchanged_changed_and_removed_files(
     write_md(kb / "leave.md", changed)
     third = Ingestor(container).run([kb])
     assert (third.added, third.updated, third.unchanged) == (0, 1, 3)
-    record = container.registry.get_by_source(str((kb / "leave.md").resolve()))
+    record = registered(container, kb / "leave.md")
     assert record is not None
     chunks = container.store.chunks(record.document.doc_id)
     assert {c.content_hash for c in chunks} == {record.document.content_hash}
@@ -76,7 +81,7 @@ def test_unchanged_changed_and_removed_files(
     (kb / "hr" / "travel.md").unlink()
     fourth = Ingestor(container).run([kb])
     assert (fourth.deleted, fourth.unchanged) == (1, 3)
-    assert container.registry.get_by_source(str((kb / "hr" / "travel.md").resolve())) is None
+    assert registered(container, kb / "hr" / "travel.md") is None
     assert all("travel" not in c.source for c in _all_chunks(container))
     assert sum(r.chunks for r in container.registry.all()) == container.store.count()
 
@@ -182,14 +187,14 @@ def test_a_changed_file_interrupted_mid_update_ends_with_only_the_new_version(
     report = Ingestor(container).run([kb])
     assert report.updated == 1
     chunks = _chunks_of(container, kb / "leave.md")
-    record = container.registry.get_by_source(str((kb / "leave.md").resolve()))
+    record = registered(container, kb / "leave.md")
     assert record is not None
     assert {c.content_hash for c in chunks} == {record.document.content_hash}
     assert sum(r.chunks for r in container.registry.all()) == container.store.count()
 
 
 def _chunks_of(container: Container, path: Path) -> list[Any]:
-    record = container.registry.get_by_source(str(path.resolve()))
+    record = registered(container, path)
     assert record is not None
     return container.store.chunks(record.document.doc_id)
 
