@@ -72,6 +72,7 @@ class Section:
 
     heading_path: tuple[str, ...]
     blocks: list[Block] = field(default_factory=list)
+    heading_page: int | None = None
 
 
 @dataclass(slots=True)
@@ -338,7 +339,7 @@ def _assemble(elements: Sequence[Any], fallback_title: str) -> ParsedDocument:
             while stack and stack[-1][0] >= depth:
                 stack.pop()
             stack.append((depth, text))
-            sections.append(Section(tuple(h for _, h in stack)))
+            sections.append(Section(tuple(h for _, h in stack), heading_page=page))
             continue
         if category == "Table":
             html = getattr(metadata, "text_as_html", None)
@@ -350,7 +351,39 @@ def _assemble(elements: Sequence[Any], fallback_title: str) -> ParsedDocument:
             blocks[-1].text = f"{blocks[-1].text}\n\n{text}"
         else:
             blocks.append(Block(text, page))
-    return ParsedDocument(title=title or fallback_title, sections=[s for s in sections if s.blocks])
+    return ParsedDocument(title=title or fallback_title, sections=_keep_orphan_headings(sections))
+
+
+def _keep_orphan_headings(sections: list[Section]) -> list[Section]:
+    """Sections with text; "headings" that head nothing become text instead of vanishing.
+
+    unstructured labels short lines as titles: the cells of a PDF table, a slide of
+    short bullets. A heading with no text and no sub-heading under it is such a
+    line. A run of them goes, as one block, in front of the next section's text
+    (or after the last text, at the end of the document).
+    """
+    kept: list[Section] = []
+    orphans: list[Section] = []
+    for i, section in enumerate(sections):
+        path = section.heading_path
+        following = sections[i + 1].heading_path if i + 1 < len(sections) else ()
+        if section.blocks:
+            if orphans:
+                section.blocks.insert(0, _orphan_block(orphans))
+                orphans = []
+            kept.append(section)
+        elif path and not (len(following) > len(path) and following[: len(path)] == path):
+            orphans.append(section)
+    if orphans:
+        if kept:
+            kept[-1].blocks.append(_orphan_block(orphans))
+        else:
+            kept.append(Section((), [_orphan_block(orphans)]))
+    return kept
+
+
+def _orphan_block(orphans: list[Section]) -> Block:
+    return Block("\n".join(s.heading_path[-1] for s in orphans), orphans[0].heading_page)
 
 
 class _TableParser(HTMLParser):

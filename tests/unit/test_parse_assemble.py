@@ -71,3 +71,36 @@ def test_unsupported_extension_names_the_supported_ones() -> None:
     with pytest.raises(UnsupportedFormatError, match=r"\.xyz.*\.docx"):
         mime_type_for(Path("photo.xyz"))
     assert mime_type_for(Path("A.PDF")) == "application/pdf"
+
+
+def test_short_lines_labelled_as_titles_with_nothing_under_them_stay_as_text() -> None:
+    # unstructured's fast PDF strategy labels the cells of a table as titles.
+    cells = ["Category", "Limit", "Hotel", "150 euros per night"]
+    doc = _assemble(
+        [
+            El("Title", "Expense Guide", Meta(1, 0)),
+            El("Title", "Limits", Meta(1, 0)),
+            El("Title", "Overview", Meta(1, 1)),  # a parent heading: stays a heading
+            El("NarrativeText", "Limits per category.", Meta(1)),
+            *[El("Title", cell, Meta(2, 0)) for cell in cells],
+        ],
+        "fallback",
+    )
+    assert [s.heading_path for s in doc.sections] == [("Limits", "Overview")]
+    blocks = doc.sections[0].blocks
+    assert [b.text for b in blocks] == ["Limits per category.", "\n".join(cells)]
+    assert blocks[1].page == 2
+    only_titles = _assemble([El("Title", t, Meta(1, 0)) for t in ["Deck", "Yes", "No"]], "x")
+    assert [b.text for s in only_titles.sections for b in s.blocks] == ["Yes\nNo"]
+    leading = _assemble(
+        [
+            El("Title", "Doc", Meta(1, 0)),
+            El("Title", "Q3", Meta(1, 0)),
+            El("Title", "Plan", Meta(1, 0)),
+            El("NarrativeText", "Grow.", Meta(1)),
+        ],
+        "x",
+    )
+    assert [(s.heading_path, [b.text for b in s.blocks]) for s in leading.sections] == [
+        (("Plan",), ["Q3", "Grow."])
+    ]
