@@ -13,7 +13,7 @@ export DO_NOT_TRACK := true
 export SCARF_NO_ANALYTICS := true
 export UNSTRUCTURED_DISABLE_NOTICE := 1
 
-.PHONY: setup system-deps run test test-fast lint format bench clean lock
+.PHONY: setup system-deps run test test-fast lint format bench bench-search eval clean lock
 
 ## setup: system packages + a virtualenv with the pinned versions (idempotent)
 setup: system-deps $(STAMP)
@@ -63,6 +63,16 @@ format: setup
 bench: setup
 	$(PIP) install -q -c constraints.txt -e ".[dev,bench]"
 	$(PY) bench/ingest.py
+
+## bench-search: search latency at 10k and 100k chunks, prints figures
+bench-search: setup
+	$(PY) bench/search.py
+
+## eval: retrieval quality (SciFact) and answer recall (COVID-QA); writes bench/reports/
+EVAL_DATA ?= ../shared/eval
+eval: setup
+	$(BIN)/enclave eval retrieval $(EVAL_DATA)/scifact --report bench/reports/scifact.md
+	$(BIN)/enclave eval answers $(EVAL_DATA)/covidqa/covidqa_200423.json --report bench/reports/covidqa.md
 
 ## lock: regenerate constraints.txt from the current virtualenv
 lock:

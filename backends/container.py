@@ -6,7 +6,7 @@ import threading
 from dataclasses import dataclass, field
 
 from backends.registry import Registry
-from core.protocols import Embedder, SparseEncoder, VectorStore
+from core.protocols import Embedder, Reranker, SparseEncoder, VectorStore
 from core.settings import Settings
 from core.types import CollectionSpec
 
@@ -20,6 +20,7 @@ class Container:
     registry: Registry
     sparse: SparseEncoder
     _embedder: Embedder | None = None
+    _reranker: Reranker | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -30,6 +31,18 @@ class Container:
 
                 self._embedder = SentenceTransformerEmbedder(self.settings.embedder)
             return self._embedder
+
+    @property
+    def reranker(self) -> Reranker | None:
+        """The configured cross-encoder, or None when reranking is off."""
+        if not self.settings.reranker.model:
+            return None
+        with self._lock:
+            if self._reranker is None:
+                from backends.rerankers import CrossEncoderReranker
+
+                self._reranker = CrossEncoderReranker(self.settings.reranker)
+            return self._reranker
 
     def collection_spec(self) -> CollectionSpec:
         embedder = self.embedder

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-_QUIET_HF = {
+QUIET_HF = {
     "HF_HUB_DISABLE_TELEMETRY": "1",
     "HF_HUB_DISABLE_PROGRESS_BARS": "1",
     "TRANSFORMERS_VERBOSITY": "error",
@@ -48,7 +48,7 @@ class SentenceTransformerEmbedder:
 
     def __init__(self, settings: EmbedderSettings) -> None:
         self._settings = settings
-        for key, value in _QUIET_HF.items():
+        for key, value in QUIET_HF.items():
             os.environ.setdefault(key, value)
         location = resolve_model_location(settings.model)
         started = time.perf_counter()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
@@ -104,6 +104,9 @@ class QdrantStore:
                     )
                 self._client.create_payload_index(
                     self._collection, "modified_at", models.PayloadSchemaType.FLOAT
+                )
+                self._client.create_payload_index(
+                    self._collection, "chunk_index", models.PayloadSchemaType.INTEGER
                 )
                 logger.info("created collection %s (%s)", self._collection, metadata)
                 return
@@ -221,22 +224,20 @@ class QdrantStore:
         elif request.mode == "sparse":
             kwargs = {"query": _need(sparse, "sparse"), "using": SPARSE}
         else:
+            depth = max(request.prefetch_limit, request.limit)
             kwargs = {
                 "prefetch": [
                     models.Prefetch(
-                        query=_need(dense, "dense"),
-                        using=DENSE,
-                        filter=query_filter,
-                        limit=request.prefetch_limit,
+                        query=_need(dense, "dense"), using=DENSE, filter=query_filter, limit=depth
                     ),
                     models.Prefetch(
                         query=_need(sparse, "sparse"),
                         using=SPARSE,
                         filter=query_filter,
-                        limit=request.prefetch_limit,
+                        limit=depth,
                     ),
                 ],
-                "query": models.FusionQuery(fusion=models.Fusion.RRF),
+                "query": _fusion(request),
             }
         with self._errors("search"):
             response = self._client.query_points(
@@ -244,12 +245,43 @@ class QdrantStore:
                 query_filter=query_filter,
                 limit=request.limit,
                 with_payload=True,
+                with_vectors=[DENSE] if request.with_dense else False,
                 **kwargs,
             )
         return [
-            Hit(chunk=Chunk.from_payload(p.payload or {}), score=float(p.score))
+            Hit(
+                chunk=Chunk.from_payload(p.payload or {}),
+                score=float(p.score),
+                dense=_dense_of(p) if request.with_dense else None,
+            )
             for p in response.points
         ]
+
+    def neighbours(
+        self, doc_id: str, chunk_indexes: Sequence[int], filter: SearchFilter
+    ) -> list[Chunk]:
+        if not chunk_indexes or filter.groups == ():
+            return []
+        base = _filter(filter)
+        must: list[models.Condition] = [
+            _match("doc_id", doc_id),
+            models.FieldCondition(
+                key="chunk_index", match=models.MatchAny(any=list(chunk_indexes))
+            ),
+        ]
+        if base is not None:
+            must.append(base)
+        with self._errors(f"read neighbouring chunks of document {doc_id}"):
+            records, _ = self._client.scroll(
+                self._collection,
+                scroll_filter=models.Filter(must=must),
+                limit=len(chunk_indexes) * 2,
+                with_payload=True,
+                with_vectors=False,
+            )
+        return sorted(
+            (Chunk.from_payload(r.payload or {}) for r in records), key=lambda c: c.chunk_index
+        )
 
     def info(self) -> StoreInfo:
         with self._errors("read the collection"):
@@ -303,6 +335,19 @@ class _TranslateErrors:
 
 def _match(key: str, value: str) -> models.FieldCondition:
     return models.FieldCondition(key=key, match=models.MatchValue(value=value))
+
+
+def _fusion(request: SearchRequest) -> models.Query:
+    if request.fusion == "dbsf":
+        return models.FusionQuery(fusion=models.Fusion.DBSF)
+    return models.RrfQuery(rrf=models.Rrf(k=request.rrf_k, weights=list(request.weights)))
+
+
+def _dense_of(point: models.ScoredPoint) -> tuple[float, ...] | None:
+    vector = point.vector.get(DENSE) if isinstance(point.vector, dict) else None
+    if not isinstance(vector, list):
+        return None
+    return tuple(float(x) for x in cast(list[float], vector))
 
 
 def _need(value: Any, kind: str) -> Any:

@@ -51,6 +51,10 @@ class InputError(EnclaveError):
     """A request or argument is invalid."""
 
 
+class AccessDeniedError(EnclaveError):
+    """The caller asked for something outside their groups."""
+
+
 class DocumentError(EnclaveError):
     """One document could not be ingested; the job reports it and goes on."""
 

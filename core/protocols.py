@@ -99,6 +99,12 @@ class VectorStore(Protocol):
         """Every chunk of a document, ordered by ``chunk_index``."""
         ...
 
+    def neighbours(
+        self, doc_id: str, chunk_indexes: Sequence[int], filter: SearchFilter
+    ) -> list[Chunk]:
+        """The document's chunks at ``chunk_indexes`` that pass ``filter``, in index order."""
+        ...
+
     def search(self, request: SearchRequest) -> list[Hit]: ...
 
     def info(self) -> StoreInfo: ...
@@ -108,9 +114,12 @@ class VectorStore(Protocol):
 
 @runtime_checkable
 class Reranker(Protocol):
-    """Re-scores hits for a query (e.g. a cross-encoder); returns the best ``top_k``."""
+    """Re-scores hits for a query (e.g. a cross-encoder).
 
-    def rerank(self, query: str, hits: Sequence[Hit], top_k: int) -> list[Hit]: ...
+    Returns the hits ordered by the new score (which replaces ``Hit.score``), best first.
+    """
+
+    def rerank(self, query: str, hits: Sequence[Hit]) -> list[Hit]: ...
 
 
 @runtime_checkable

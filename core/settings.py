@@ -152,6 +152,74 @@ class IngestSettings(BaseModel):
         return cleaned
 
 
+class RetrievalSettings(BaseModel):
+    """Search: modes, fusion and result shaping."""
+
+    mode: Literal["dense", "sparse", "hybrid"] = Field(
+        "hybrid", description="Default search mode: `dense`, `sparse` (BM25) or `hybrid`."
+    )
+    fusion: Literal["dbsf", "rrf"] = Field(
+        "dbsf",
+        description=(
+            "How hybrid fuses its two lists: `dbsf` (Qdrant's distribution-based score fusion) "
+            "or `rrf` (reciprocal rank fusion, weighted by `weights`)."
+        ),
+    )
+    rrf_k: int = Field(60, ge=1, le=1000, description="RRF rank constant `k`.")
+    weights: tuple[float, float] = Field(
+        (1.0, 1.0), description="RRF weights of the dense and the sparse list."
+    )
+    prefetch: int = Field(
+        100,
+        ge=1,
+        le=1000,
+        description="Candidates each hybrid branch contributes before fusion (prefetch depth).",
+    )
+    top_k: int = Field(5, ge=1, le=100, description="Hits returned when a request names none.")
+    relevance_floor: float = Field(
+        0.1,
+        ge=-1,
+        le=1,
+        description=(
+            "Hits whose query-chunk cosine similarity is below this are dropped (nothing above "
+            "it: no hits, so the generator abstains). `-1` turns the floor off."
+        ),
+    )
+    dedupe_threshold: float = Field(
+        0.85,
+        gt=0,
+        le=1,
+        description=(
+            "A hit whose word 5-gram overlap (Jaccard) with a better hit reaches this is "
+            "dropped as a near-duplicate; `1` drops exact duplicates only."
+        ),
+    )
+    neighbours: int = Field(
+        0,
+        ge=0,
+        le=5,
+        description="Adjacent chunks (each side, same document) attached to every hit for context.",
+    )
+    max_query_chars: int = Field(
+        4000, ge=16, description="Longer queries are refused with a clear error."
+    )
+
+
+class RerankerSettings(BaseModel):
+    """Optional cross-encoder reranker (off unless a model is named)."""
+
+    model: str | None = Field(
+        None,
+        description=(
+            "sentence-transformers CrossEncoder: a local folder or a hub id available offline "
+            "(e.g. a copy of `cross-encoder/ms-marco-MiniLM-L-6-v2`). Unset: no reranking."
+        ),
+    )
+    depth: int = Field(30, ge=1, le=1000, description="Candidates the reranker scores per query.")
+    device: str = Field("cpu", description="Torch device for the reranker.")
+    batch_size: int = Field(16, ge=1, le=1024, description="Pairs per reranker forward pass.")
+
+
 class DatabaseSettings(BaseModel):
     """The SQL database for the document registry (later: keys, audit, jobs)."""
 
@@ -189,6 +257,8 @@ class Settings(BaseSettings):
     sparse: SparseSettings = Field(default_factory=SparseSettings)  # type: ignore[arg-type]
     store: StoreSettings = Field(default_factory=StoreSettings)  # type: ignore[arg-type]
     ingest: IngestSettings = Field(default_factory=IngestSettings)  # type: ignore[arg-type]
+    retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)  # type: ignore[arg-type]
+    reranker: RerankerSettings = Field(default_factory=RerankerSettings)  # type: ignore[arg-type]
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)  # type: ignore[arg-type]
     log: LogSettings = Field(default_factory=LogSettings)  # type: ignore[arg-type]
 

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 SearchMode = Literal["dense", "sparse", "hybrid"]
+Fusion = Literal["dbsf", "rrf"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,15 +128,37 @@ class SearchRequest:
     filter: SearchFilter
     dense: tuple[float, ...] | None = None
     sparse: SparseVector | None = None
-    prefetch_limit: int = 50
+    prefetch_limit: int = 100
+    fusion: Fusion = "dbsf"
+    rrf_k: int = 60
+    weights: tuple[float, float] = (1.0, 1.0)  # dense, sparse (RRF only)
+    with_dense: bool = False  # return each hit's dense vector
 
 
 @dataclass(frozen=True, slots=True)
 class Hit:
-    """A chunk found by a search, with its score (higher is better)."""
+    """A chunk found by a search, with its score (higher is better).
+
+    ``score`` orders the results (fusion, BM25, cosine or reranker score, by mode);
+    ``relevance`` is the query-chunk cosine similarity, comparable across modes and
+    queries (the relevance floor applies to it); ``neighbours`` are adjacent chunks
+    of the same document, added for context when asked for.
+    """
 
     chunk: Chunk
     score: float
+    relevance: float | None = None
+    neighbours: tuple[Chunk, ...] = ()
+    dense: tuple[float, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is asking: a name and the groups they hold. ``admin`` sees every document."""
+
+    name: str
+    groups: tuple[str, ...] = ()
+    admin: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,71 +1,204 @@
-"""Search: embed the query, run it in the store with the caller's access filter."""
+"""Search policy: validate, scope to the caller's groups, query the store, shape the hits.
+
+The order of a search:
+
+1. validate the query, mode and size; work out the access scope (the caller's
+   groups, narrowed by the groups they ask for). The scope goes into the store
+   query as a mandatory filter, so a chunk outside it is never scored, returned
+   or counted;
+2. embed the query (dense always: the relevance floor needs it; sparse unless
+   ``dense`` mode) and run one store query (hybrid: two prefetches fused by DBSF
+   or RRF inside Qdrant);
+3. drop hits under the relevance floor (query-chunk cosine), rerank when a
+   cross-encoder is configured, drop near-duplicates, keep ``top_k``;
+4. attach neighbouring chunks when asked, read under the same filter.
+"""
 
 from __future__ import annotations
 
 import logging
+import re
 import time
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
-from backends.container import Container
+import numpy as np
+
 from core.errors import InputError
-from core.types import Hit, SearchFilter, SearchMode, SearchRequest
+from core.protocols import Embedder, Reranker, SparseEncoder, VectorStore
+from core.settings import RetrievalSettings
+from core.types import CollectionSpec, Hit, Principal, SearchFilter, SearchMode, SearchRequest
+from retrieval.filters import access_scope, build_filter
 
 logger = logging.getLogger(__name__)
 
-MAX_QUERY_CHARS = 4000
 MODES: tuple[SearchMode, ...] = ("dense", "sparse", "hybrid")
+MAX_TOP_K = 1000
+_DEDUPE_SPARE = 5  # extra candidates fetched so dropped duplicates can be replaced
+_WORD = re.compile(r"\w+")
 
 
 class Retriever:
-    """Runs queries for a caller: ``groups=None`` is admin scope, otherwise a mandatory filter."""
+    """Runs searches for callers. One instance serves many queries (models stay loaded)."""
 
-    def __init__(self, container: Container) -> None:
-        self._c = container
-        self._checked = False  # collection matches the embedder (checked on first search)
+    def __init__(
+        self,
+        store: VectorStore,
+        embedder: Embedder,
+        sparse: SparseEncoder,
+        settings: RetrievalSettings,
+        *,
+        reranker: Reranker | None = None,
+        rerank_depth: int = 30,
+        spec: CollectionSpec | None = None,
+    ) -> None:
+        self._store = store
+        self._embedder = embedder
+        self._sparse = sparse
+        self._settings = settings
+        self._reranker = reranker
+        self._rerank_depth = rerank_depth
+        self._spec = spec  # checked against the collection before the first search
+        self._checked = spec is None
 
     def search(
         self,
         query: str,
+        principal: Principal,
         *,
-        groups: Sequence[str] | None,
-        top_k: int = 5,
-        mode: str = "hybrid",
+        top_k: int | None = None,
+        mode: str | None = None,
+        filters: Mapping[str, str | Sequence[str]] | None = None,
+        groups: Sequence[str] | None = None,
+        neighbours: int | None = None,
     ) -> list[Hit]:
+        """The best ``top_k`` chunks for ``query`` that ``principal`` may read.
+
+        ``groups`` narrows the search to some of the caller's groups (an admin may
+        name any); ``filters`` takes the fields of :data:`retrieval.filters.FILTER_FIELDS`.
+        """
+        s = self._settings
         text = query.strip()
         if not text:
             raise InputError("the query is empty; type a question or some keywords")
-        if len(text) > MAX_QUERY_CHARS:
+        if len(text) > s.max_query_chars:
             raise InputError(
-                f"the query is {len(text)} characters; shorten it to {MAX_QUERY_CHARS} or fewer"
+                f"the query is {len(text)} characters; shorten it to {s.max_query_chars} or fewer"
             )
+        mode = mode or s.mode
         if mode not in MODES:
             raise InputError(f"unknown search mode {mode!r}; use one of {', '.join(MODES)}")
-        if not 1 <= top_k <= 1000:
-            raise InputError(f"top_k must be between 1 and 1000, not {top_k}")
-        if not self._checked:
-            if self._c.store.info().points == 0:
-                return []  # nothing ingested yet (checked again next time)
-            self._c.store.ensure_collection(self._c.collection_spec())
-            self._checked = True
+        top_k = s.top_k if top_k is None else top_k
+        if not 1 <= top_k <= MAX_TOP_K:
+            raise InputError(f"top_k must be between 1 and {MAX_TOP_K}, not {top_k}")
+        expand = s.neighbours if neighbours is None else neighbours
+        if not 0 <= expand <= 5:
+            raise InputError(f"neighbours must be between 0 and 5, not {expand}")
+        search_filter = build_filter(filters, access_scope(principal, groups))
+        if not self._ready():
+            return []
+
         started = time.perf_counter()
-        dense = self._c.embedder.embed_query(text) if mode != "sparse" else None
-        sparse = self._c.sparse.encode_query(text) if mode != "dense" else None
+        dense = self._embedder.embed_query(text)
+        sparse = self._sparse.encode_query(text) if mode != "dense" else None
         embedded = time.perf_counter()
+        depth = top_k + _DEDUPE_SPARE
+        if self._reranker is not None:
+            depth = max(depth, self._rerank_depth)
         request = SearchRequest(
             mode=mode,
-            limit=top_k,
-            filter=SearchFilter(groups=tuple(groups) if groups is not None else None),
-            dense=dense,
+            limit=depth,
+            filter=search_filter,
+            dense=dense if mode != "sparse" else None,
             sparse=sparse,
-            prefetch_limit=max(50, top_k * 4),
+            prefetch_limit=s.prefetch,
+            fusion=s.fusion,
+            rrf_k=s.rrf_k,
+            weights=s.weights,
+            with_dense=True,
         )
-        hits = self._c.store.search(request)
+        hits = self._store.search(request)
+        searched = time.perf_counter()
+        hits = self._above_floor(hits, dense)
+        if self._reranker is not None and hits:
+            hits = self._reranker.rerank(text, hits)
+        hits = dedupe(hits, s.dedupe_threshold)[:top_k]
+        if expand:
+            hits = self._with_neighbours(hits, expand, search_filter)
         logger.info(
-            "search mode=%s k=%d embed=%.1fms search=%.1fms hits=%d",
+            "search mode=%s k=%d hits=%d embed=%.1fms store=%.1fms shape=%.1fms",
             mode,
             top_k,
-            (embedded - started) * 1000,
-            (time.perf_counter() - embedded) * 1000,
             len(hits),
+            (embedded - started) * 1000,
+            (searched - embedded) * 1000,
+            (time.perf_counter() - searched) * 1000,
         )
         return hits
+
+    # -- steps ---------------------------------------------------------------------------
+    def _ready(self) -> bool:
+        """False while nothing is indexed; checks the collection's models once."""
+        if self._checked:
+            return True
+        if self._store.info().points == 0:
+            return False  # nothing ingested yet (checked again next time)
+        assert self._spec is not None
+        self._store.ensure_collection(self._spec)
+        self._checked = True
+        return True
+
+    def _above_floor(self, hits: list[Hit], query: tuple[float, ...]) -> list[Hit]:
+        vectors = [h.dense for h in hits]
+        if not hits or any(v is None for v in vectors):
+            return [replace(h, dense=None) for h in hits]
+        relevance = np.asarray(vectors, dtype=np.float32) @ np.asarray(query, dtype=np.float32)
+        floor = self._settings.relevance_floor
+        return [
+            replace(h, relevance=float(r), dense=None)
+            for h, r in zip(hits, relevance.tolist(), strict=True)
+            if r >= floor
+        ]
+
+    def _with_neighbours(
+        self, hits: list[Hit], expand: int, search_filter: SearchFilter
+    ) -> list[Hit]:
+        returned = {h.chunk.id for h in hits}
+        shaped = []
+        for hit in hits:
+            i = hit.chunk.chunk_index
+            wanted = [j for j in range(i - expand, i + expand + 1) if j >= 0 and j != i]
+            found = self._store.neighbours(hit.chunk.doc_id, wanted, search_filter)
+            shaped.append(replace(hit, neighbours=tuple(c for c in found if c.id not in returned)))
+        return shaped
+
+
+def dedupe(hits: Sequence[Hit], threshold: float) -> list[Hit]:
+    """Drop hits whose word 5-grams overlap a better hit's by ``threshold`` (Jaccard) or more.
+
+    An inverted index of the kept hits' 5-grams keeps this linear in the text size.
+    """
+    kept: list[Hit] = []
+    sizes: list[int] = []
+    index: dict[tuple[str, ...], list[int]] = {}
+    for hit in hits:
+        grams = _shingles(hit.chunk.text)
+        shared: Counter[int] = Counter()
+        for gram in grams:
+            for k in index.get(gram, ()):
+                shared[k] += 1
+        if any(c / (len(grams) + sizes[k] - c) >= threshold for k, c in shared.items()):
+            continue
+        for gram in grams:
+            index.setdefault(gram, []).append(len(kept))
+        kept.append(hit)
+        sizes.append(len(grams))
+    return kept
+
+
+def _shingles(text: str, n: int = 5) -> set[tuple[str, ...]]:
+    words = _WORD.findall(text.lower())
+    if len(words) <= n:
+        return {tuple(words)}
+    return {tuple(words[i : i + n]) for i in range(len(words) - n + 1)}

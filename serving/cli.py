@@ -11,15 +11,16 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from pydantic import ValidationError
 from rich.console import Console
 
-from core.errors import ConfigError, EnclaveError
+from core.errors import ConfigError, EnclaveError, InputError
 from core.logging import configure_logging
 from core.settings import Settings, get_settings
 
@@ -108,45 +109,196 @@ def status(
 
 @app.command()
 def search(
-    query: Annotated[str, typer.Argument(help="What to look for.")],
-    top_k: Annotated[int, typer.Option("--top-k", help="Number of hits.")] = 5,
-    mode: Annotated[str, typer.Option(help="dense, sparse or hybrid.")] = "hybrid",
+    query: Annotated[str | None, typer.Argument(help="What to look for.")] = None,
+    queries: Annotated[
+        Path | None,
+        typer.Option(
+            "--queries", help="Run every line of this file as a query (model loaded once)."
+        ),
+    ] = None,
+    top_k: Annotated[
+        int | None, typer.Option("--top-k", help="Number of hits (default 5).")
+    ] = None,
+    mode: Annotated[
+        str | None, typer.Option(help="dense, sparse or hybrid (default: ENCLAVE_RETRIEVAL__MODE).")
+    ] = None,
     groups: Annotated[
         str | None,
-        typer.Option(help="Search as a user of these groups (comma-separated); default: all."),
+        typer.Option(help="Search as a member of these groups (comma-separated); default: all."),
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array of hits.")] = False,
+    filters: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--filter",
+            help="key=value, repeatable: source, tag, mime_type, doc_id, modified_after, "
+            "modified_before.",
+        ),
+    ] = None,
+    neighbours: Annotated[
+        int | None, typer.Option(help="Attach this many adjacent chunks each side of a hit.")
+    ] = None,
+    as_json: Annotated[
+        bool,
+        typer.Option("--json", help="JSON: an array of hits (with --queries: of {query, hits})."),
+    ] = False,
 ) -> None:
     """Search the knowledge base (no LLM): the best passages for QUERY."""
     from ingest.cli import split_groups
-    from retrieval.search import Retriever
+    from retrieval.filters import parse_filter_args
+    from serving.retriever import LOCAL_ADMIN, build_retriever, hit_json
 
+    if (query is None) == (queries is None):
+        raise InputError("give a QUERY or --queries FILE (one of them)")
+    texts = [query] if query is not None else _read_queries(queries)  # type: ignore[arg-type]
+    fields = parse_filter_args(filters or [])
     group_list = split_groups(groups)
     container = _container()
     try:
-        hits = Retriever(container).search(query, groups=group_list, top_k=top_k, mode=mode)
+        retriever = build_retriever(container)
+        results: list[dict[str, Any]] = []
+        for text in texts:
+            hits = retriever.search(
+                text,
+                LOCAL_ADMIN,
+                top_k=top_k,
+                mode=mode,
+                filters=fields,
+                groups=group_list,
+                neighbours=neighbours,
+            )
+            results.append({"query": text, "hits": [hit_json(h) for h in hits]})
     finally:
         container.close()
-    rows = [
-        {
-            "doc_id": h.chunk.doc_id,
-            "source": h.chunk.source,
-            "title": h.chunk.title,
-            "page": h.chunk.page,
-            "heading_path": list(h.chunk.heading_path),
-            "score": round(h.score, 6),
-            "text": h.chunk.text,
-        }
-        for h in hits
-    ]
     if as_json:
-        typer.echo(json.dumps(rows, ensure_ascii=False))
+        payload: object = results if queries is not None else results[0]["hits"]
+        typer.echo(json.dumps(payload, ensure_ascii=False))
         return
     console = Console()
-    for i, row in enumerate(rows, 1):
-        where = f", p. {row['page']}" if row["page"] else ""
-        console.print(f"[bold][{i}] {row['title']}{where}[/] ({row['score']:.3f}) {row['source']}")
-        console.print(f"    {str(row['text'])[:300]}", highlight=False)
+    for result in results:
+        if queries is not None:
+            console.print(f"\n[bold cyan]Q:[/] {result['query']}", highlight=False)
+        if not result["hits"]:
+            console.print("    no passage is relevant enough (or visible to these groups)")
+        for i, row in enumerate(result["hits"], 1):
+            where = f", p. {row['page']}" if row["page"] else ""
+            console.print(
+                f"[bold][{i}] {row['title']}{where}[/] ({row['score']:.3f}) {row['source']}",
+                highlight=False,
+            )
+            console.print(f"    {str(row['text'])[:300]}", highlight=False)
+
+
+def _read_queries(path: Path) -> list[str]:
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise InputError(f"queries file {path} does not exist") from None
+    except UnicodeDecodeError:
+        raise InputError(f"queries file {path} is not UTF-8 text") from None
+    except OSError as exc:
+        raise InputError(f"cannot read queries file {path}: {exc.strerror or exc}") from None
+    texts = [line.strip() for line in lines if line.strip()]
+    if not texts:
+        raise InputError(f"queries file {path} has no queries (one per line)")
+    return texts
+
+
+eval_app = typer.Typer(help="Measure retrieval and answer quality on labelled data.")
+app.add_typer(eval_app, name="eval")
+
+
+@eval_app.command("retrieval")
+def eval_retrieval(
+    data_dir: Annotated[
+        Path, typer.Argument(help="BEIR folder: corpus.jsonl, queries.jsonl, qrels/test.tsv.")
+    ],
+    mode: Annotated[str, typer.Option(help="dense, sparse, hybrid or all.")] = "all",
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print JSON (keyed by mode with all).")
+    ] = False,
+    report: Annotated[
+        Path | None, typer.Option(help="Also write the Markdown report to this file.")
+    ] = None,
+) -> None:
+    """nDCG@10, Recall@10/100, MRR@10 and latency per mode on a BEIR dataset."""
+    from ingest.cli import RichProgress
+    from serving.evaluation import evaluate_retrieval, load_beir, modes_for, retrieval_markdown
+
+    modes = modes_for(mode)
+    settings = _settings()
+    queries = len(load_beir(data_dir).queries)
+    console = Console(stderr=True)
+    with RichProgress(console) as progress, _QueryProgress(console, queries * len(modes)) as tick:
+        result = evaluate_retrieval(settings, data_dir, modes, progress, tick)
+    rows = {m: r.as_dict() for m, r in result.results.items()}
+    markdown = retrieval_markdown(result)
+    if report is not None:
+        report.parent.mkdir(parents=True, exist_ok=True)
+        report.write_text(markdown, encoding="utf-8")
+    if as_json:
+        typer.echo(json.dumps(rows if mode == "all" else rows[mode]))
+        return
+    console.print(
+        f"indexed {result.documents:,} documents as {result.chunks:,} chunks "
+        f"({result.embedded_chunks:,} embedded this run, {result.index_seconds:.0f} s)"
+    )
+    typer.echo(markdown)
+
+
+@eval_app.command("answers")
+def eval_answers(
+    data: Annotated[Path, typer.Argument(help="COVID-QA (SQuAD-format) JSON file.")],
+    mode: Annotated[str, typer.Option(help="dense, sparse, hybrid or all.")] = "all",
+    limit: Annotated[int | None, typer.Option(help="Only the first N questions.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON keyed by mode.")] = False,
+    report: Annotated[
+        Path | None, typer.Option(help="Also write the Markdown report to this file.")
+    ] = None,
+) -> None:
+    """Answer recall@k per mode: does a retrieved chunk contain the gold answer?"""
+    from ingest.cli import RichProgress
+    from serving.evaluation import answers_markdown, evaluate_answer_recall, modes_for
+
+    modes = modes_for(mode)
+    settings = _settings()
+    console = Console(stderr=True)
+    with RichProgress(console) as progress, _QueryProgress(console, None) as tick:
+        result = evaluate_answer_recall(settings, data, modes, limit, progress, tick)
+    markdown = answers_markdown(result)
+    if report is not None:
+        report.parent.mkdir(parents=True, exist_ok=True)
+        report.write_text(markdown, encoding="utf-8")
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {m: {k: round(v, 4) for k, v in r.items()} for m, r in result.results.items()}
+            )
+        )
+        return
+    typer.echo(markdown)
+
+
+class _QueryProgress:
+    """A 'queries' counter on stderr while an evaluation runs."""
+
+    def __init__(self, console: Console, total: int | None) -> None:
+        from rich.progress import MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self._progress = Progress(
+            TextColumn("[bold]queries"),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        )
+        self._task = self._progress.add_task("queries", total=total)
+
+    def __enter__(self) -> Callable[[], None]:
+        self._progress.start()
+        return lambda: self._progress.advance(self._task)
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.stop()
 
 
 @app.command()
@@ -157,7 +309,7 @@ def demo(
 ) -> None:
     """Ingest the bundled sample knowledge base and answer sample questions from it."""
     from ingest.cli import run_ingest
-    from retrieval.search import Retriever
+    from serving.retriever import LOCAL_ADMIN, build_retriever
 
     kb = Path(str(resources.files("serving") / "sample_kb"))
     console = Console()
@@ -165,10 +317,10 @@ def demo(
     container = _container()
     try:
         run_ingest(container, [str(kb)], None, ["sample"], dry_run=False, as_json=False)
-        retriever = Retriever(container)
+        retriever = build_retriever(container)
         console.print("\n[bold]2. Asking it[/] (extractive: the best passage, with its citation)")
         for q in question or SAMPLE_QUESTIONS:
-            hits = retriever.search(q, groups=None, top_k=3)
+            hits = retriever.search(q, LOCAL_ADMIN, top_k=3)
             console.print(f"\n[bold cyan]Q:[/] {q}")
             if not hits:
                 console.print("   Not found in the documents.")

@@ -90,27 +90,39 @@ def corpus() -> list[EmbeddedChunk]:
     ]
 
 
-def request(mode: str, groups: tuple[str, ...] | None, limit: int = 10) -> SearchRequest:
+def request(
+    mode: str, groups: tuple[str, ...] | None, limit: int = 10, fusion: str = "dbsf"
+) -> SearchRequest:
     return SearchRequest(
         mode=mode,  # type: ignore[arg-type]
         limit=limit,
         filter=SearchFilter(groups=groups),
         dense=(1.0, 0.0, 0.0, 0.0),
         sparse=SparseVector((1,), (1.0,)),
+        fusion=fusion,  # type: ignore[arg-type]
+        weights=(1.0, 2.0),
     )
 
 
-@pytest.mark.parametrize("mode", ["dense", "sparse", "hybrid"])
+SEARCHES = [("dense", "dbsf"), ("sparse", "dbsf"), ("hybrid", "dbsf"), ("hybrid", "rrf")]
+
+
+@pytest.mark.parametrize(("mode", "fusion"), SEARCHES)
 def test_search_never_returns_chunks_outside_the_callers_groups(
-    store: VectorStore, mode: str
+    store: VectorStore, mode: str, fusion: str
 ) -> None:
     store.upsert(corpus())
-    everyone = store.search(request(mode, ("everyone",)))
+    everyone = store.search(request(mode, ("everyone",), fusion=fusion))
     assert {h.chunk.doc_id for h in everyone} == {"public"}
-    hr = store.search(request(mode, ("hr", "nobody")))
+    # Even when the only matches are restricted, the caller gets nothing rather than them.
+    assert store.search(request(mode, ("everyone",), limit=1, fusion=fusion))[0].chunk.doc_id == (
+        "public"
+    )
+    hr = store.search(request(mode, ("hr", "nobody"), fusion=fusion))
     assert {h.chunk.doc_id for h in hr} == {"hr"}
-    assert store.search(request(mode, ())) == []
-    admin = store.search(request(mode, None))
+    assert store.search(request(mode, (), fusion=fusion)) == []
+    assert store.search(request(mode, ("nobody",), fusion=fusion)) == []
+    admin = store.search(request(mode, None, fusion=fusion))
     assert {h.chunk.doc_id for h in admin} == {"public", "hr", "board"}
     assert store.count(SearchFilter(groups=("everyone",))) == 2
     assert store.count(SearchFilter(groups=())) == 0
@@ -136,9 +148,40 @@ def test_filters_restrict_inside_the_query(store: VectorStore) -> None:
         (SearchFilter(groups=None, tags=("salary",)), {"hr"}),
         (SearchFilter(groups=None, sources=("/kb/board.md",)), {"board"}),
         (SearchFilter(groups=None, modified_after=1000.5), {"public"}),
+        (SearchFilter(groups=None, modified_before=1000.5), {"public", "hr", "board"}),
+        (SearchFilter(groups=None, mime_types=("application/pdf",)), set()),
+        (SearchFilter(groups=None, mime_types=("text/markdown",)), {"public", "hr", "board"}),
+        (SearchFilter(groups=("everyone", "hr"), tags=("salary",)), {"hr"}),
+        (SearchFilter(groups=("everyone",), tags=("salary",)), set()),
     ]:
         found = store.search(SearchRequest(req.mode, 10, spec, req.dense, req.sparse))
         assert {h.chunk.doc_id for h in found} == expected
+
+
+@pytest.mark.parametrize(("mode", "fusion"), SEARCHES)
+def test_each_mode_ranks_the_best_match_first_and_can_return_vectors(
+    store: VectorStore, mode: str, fusion: str
+) -> None:
+    store.upsert(corpus())
+    req = request(mode, ("everyone", "hr"), fusion=fusion)
+    hits = store.search(req)
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    assert all(h.dense is None for h in hits)
+    # dense: public/0 and hr/0 tie on (1,0,0,0); sparse: hr/0 has the heaviest term 1.
+    assert hits[0].chunk.doc_id in ({"public", "hr"} if mode == "dense" else {"hr"})
+    with_vectors = store.search(
+        SearchRequest(req.mode, 10, req.filter, req.dense, req.sparse, with_dense=True)
+    )
+    assert all(h.dense is not None and len(h.dense) == DIM for h in with_vectors)
+
+
+def test_neighbours_reads_adjacent_chunks_under_the_same_filter(store: VectorStore) -> None:
+    store.upsert(corpus())
+    found = store.neighbours("public", [1, 0, 7], SearchFilter(groups=("everyone",)))
+    assert [c.chunk_index for c in found] == [0, 1]
+    assert store.neighbours("hr", [0], SearchFilter(groups=("everyone",))) == []
+    assert store.neighbours("hr", [0], SearchFilter(groups=())) == []
+    assert [c.doc_id for c in store.neighbours("hr", [0], SearchFilter(groups=None))] == ["hr"]
 
 
 def test_upsert_is_idempotent_and_delete_keeps_only_the_named_version(store: VectorStore) -> None:

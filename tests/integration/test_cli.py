@@ -90,6 +90,65 @@ def test_search_finds_the_right_document(kb: Path, tmp_path: Path) -> None:
     assert hidden == []  # documents of other groups are invisible
 
 
+def test_batch_search_json_and_filters(kb: Path, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    assert run(["ingest", str(kb / "leave.md"), "--tag", "hr-policy"], data).returncode == 0
+    assert run(["ingest", str(kb / "security.docx")], data).returncode == 0
+    queries = tmp_path / "queries.txt"
+    queries.write_text("How long must passwords be?\n\nHow many days of annual leave?\n")
+    batch = run(["search", "--queries", str(queries), "--json", "--top-k", "2"], data)
+    assert batch.returncode == 0, batch.stderr
+    results = json.loads(batch.stdout)
+    assert [r["query"] for r in results] == [
+        "How long must passwords be?",
+        "How many days of annual leave?",
+    ]
+    assert Path(results[0]["hits"][0]["source"]).name == "security.docx"
+    assert Path(results[1]["hits"][0]["source"]).name == "leave.md"
+    hit = results[0]["hits"][0]
+    assert {"doc_id", "source", "title", "page", "score", "text", "relevance"} <= set(hit)
+    tagged = run(
+        [
+            "search",
+            "passwords and annual leave",
+            "--filter",
+            "tag=hr-policy",
+            "--json",
+            "--top-k",
+            "20",
+        ],
+        data,
+    )
+    assert {Path(h["source"]).name for h in json.loads(tagged.stdout)} == {"leave.md"}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["search", "  "], "query is empty"),
+        (["search", "x" * 20_000], "shorten it to"),
+        (["search", "leave", "--mode", "semantic"], "unknown search mode 'semantic'"),
+        (["search", "leave", "--filter", "tag"], "is not key=value"),
+        (["search", "leave", "--filter", "colour=red"], "unknown filter field 'colour'"),
+        (["search", "leave", "--filter", "modified_after=soon"], "is not a date"),
+        (["search", "--queries", "/no/such/file.txt"], "does not exist"),
+        (["search", "leave", "--queries", "/no/such/file.txt"], "one of them"),
+        (["search", "leave", "--top-k", "0"], "top_k must be between"),
+    ],
+)
+def test_bad_search_input_is_one_line_and_exit_2(
+    kb: Path, tmp_path: Path, args: list[str], message: str
+) -> None:
+    data = tmp_path / "data"
+    assert run(["ingest", str(kb / "leave.md")], data).returncode == 0
+    result = run(args, data)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert message in lines[0]
+    assert result.stdout == ""
+
+
 def test_a_store_held_by_another_process_gives_one_clear_line(kb: Path, tmp_path: Path) -> None:
     data = tmp_path / "data"
     assert run(["ingest", str(kb)], data).returncode == 0
