@@ -43,25 +43,40 @@ def resolve_model_location(model: str) -> str:
     return model
 
 
+def load_model(kind: str, model: str, device: str, what: str, fix: str) -> Any:
+    """Load a sentence-transformers ``kind`` (``SentenceTransformer`` or ``CrossEncoder``).
+
+    Offline-friendly (quiet hub, local folders first); any failure becomes one
+    ``ModelError`` naming the model and ``fix``.
+    """
+    for key, value in QUIET_HF.items():
+        os.environ.setdefault(key, value)
+    started = time.perf_counter()
+    try:
+        import sentence_transformers
+
+        loaded = getattr(sentence_transformers, kind)(resolve_model_location(model), device=device)
+    except Exception as exc:  # vendor errors vary: OSError, HF errors, torch errors
+        raise ModelError(
+            f"cannot load {what} {model!r} ({exc.__class__.__name__}: {exc}). {fix}"
+        ) from exc
+    logger.info("loaded %s %s in %.2fs", what, model, time.perf_counter() - started)
+    return loaded
+
+
 class SentenceTransformerEmbedder:
     """An :class:`core.protocols.Embedder` on a sentence-transformers model."""
 
     def __init__(self, settings: EmbedderSettings) -> None:
         self._settings = settings
-        for key, value in QUIET_HF.items():
-            os.environ.setdefault(key, value)
-        location = resolve_model_location(settings.model)
-        started = time.perf_counter()
-        try:
-            from sentence_transformers import SentenceTransformer
-
-            self._model: SentenceTransformer = SentenceTransformer(location, device=settings.device)
-        except Exception as exc:  # vendor errors vary: OSError, HF errors, torch errors
-            raise ModelError(
-                f"cannot load embedding model {settings.model!r} ({exc.__class__.__name__}: "
-                f"{exc}). Set ENCLAVE_EMBEDDER__MODEL to a local sentence-transformers folder "
-                "or a hub id this machine can download."
-            ) from exc
+        self._model: SentenceTransformer = load_model(
+            "SentenceTransformer",
+            settings.model,
+            settings.device,
+            "embedding model",
+            "Set ENCLAVE_EMBEDDER__MODEL to a local sentence-transformers folder or a hub id "
+            "this machine can download.",
+        )
         dim = self._model.get_embedding_dimension()
         if dim is None:
             raise ModelError(f"embedding model {settings.model!r} does not report a dimension")
@@ -71,11 +86,7 @@ class SentenceTransformerEmbedder:
         # thread) counts tokens while the model encodes in another thread.
         self._tokenizer: Any = copy.deepcopy(self._model.tokenizer)
         logger.info(
-            "loaded embedder %s (dim %d, window %d) in %.2fs",
-            settings.model,
-            self._dimension,
-            self._max_tokens,
-            time.perf_counter() - started,
+            "embedder %s: dim %d, window %d", settings.model, self._dimension, self._max_tokens
         )
 
     @property

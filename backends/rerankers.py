@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-import logging
-import os
-import time
 from collections.abc import Sequence
 from dataclasses import replace
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from backends.embedders import QUIET_HF
+from backends.embedders import load_model
 from core.errors import ModelError
 from core.settings import RerankerSettings
 from core.types import Hit
 
 if TYPE_CHECKING:
     from sentence_transformers import CrossEncoder
-
-logger = logging.getLogger(__name__)
 
 
 class CrossEncoderReranker:
@@ -33,23 +27,14 @@ class CrossEncoderReranker:
         if not settings.model:
             raise ModelError("no reranker model is configured (ENCLAVE_RERANKER__MODEL)")
         self._settings = settings
-        for key, value in QUIET_HF.items():
-            os.environ.setdefault(key, value)
-        location = settings.model
-        if Path(location).expanduser().is_dir():
-            location = str(Path(location).expanduser())
-        started = time.perf_counter()
-        try:
-            from sentence_transformers import CrossEncoder
-
-            self._model: CrossEncoder = CrossEncoder(location, device=settings.device)
-        except Exception as exc:  # vendor errors vary: OSError, HF errors, torch errors
-            raise ModelError(
-                f"cannot load reranker {settings.model!r} ({exc.__class__.__name__}: {exc}). "
-                "Set ENCLAVE_RERANKER__MODEL to a local CrossEncoder folder, or unset it to "
-                "search without reranking."
-            ) from exc
-        logger.info("loaded reranker %s in %.2fs", settings.model, time.perf_counter() - started)
+        self._model: CrossEncoder = load_model(
+            "CrossEncoder",
+            settings.model,
+            settings.device,
+            "reranker",
+            "Set ENCLAVE_RERANKER__MODEL to a local CrossEncoder folder, or unset it to search "
+            "without reranking.",
+        )
 
     @property
     def name(self) -> str:

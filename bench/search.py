@@ -50,7 +50,7 @@ brute-force engine written in Python (qdrant-client warns beyond 20,000 points).
 ``--url`` (or ``ENCLAVE_STORE__URL``) benchmarks a Qdrant server instead, in collections
 named ``enclave-bench-<size>`` that are dropped before and after.
 
-    python bench/search.py [--sizes 10000,100000] [--queries 200] [--real 10000]
+    python bench/search.py [--sizes 10000,100000] [--queries 100] [--real 10000]
                            [--data-dir DIR] [--url URL] [--query-budget-s S] [--json]
 
 With ``--json`` the human-readable report goes to stderr and one JSON object to stdout.
@@ -655,7 +655,7 @@ def main(argv: list[str] | None = None) -> int:
         default="10000,100000",
         help="comma-separated collection sizes in chunks (default 10000,100000)",
     )
-    parser.add_argument("--queries", type=int, default=200, help="SciFact queries to time")
+    parser.add_argument("--queries", type=int, default=100, help="SciFact queries to time")
     parser.add_argument(
         "--real", type=int, default=10_000, help="real chunk texts to embed (capped by the data)"
     )
@@ -684,9 +684,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--query-budget-s",
         type=float,
-        default=0.0,
+        default=300.0,
         help=f"per size, stop timing new queries after this many seconds (at least {MIN_TIMED} "
-        "are timed; default 0: all of them). Local mode at 100k takes ~30 s a query",
+        "are timed; 0: all of them; default 300). Local mode at 100k takes ~30 s a query",
     )
     parser.add_argument(
         "--torch-threads",

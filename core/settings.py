@@ -177,12 +177,13 @@ class RetrievalSettings(BaseModel):
     )
     top_k: int = Field(5, ge=1, le=100, description="Hits returned when a request names none.")
     relevance_floor: float = Field(
-        0.1,
+        0.2,
         ge=-1,
         le=1,
         description=(
             "Hits whose query-chunk cosine similarity is below this are dropped (nothing above "
-            "it: no hits, so the generator abstains). `-1` turns the floor off."
+            "it: no hits, so the generator abstains). `-1` turns the floor off. 0.2 kept 100% "
+            "of SciFact's and 99.6% of COVID-QA's first gold hits (see README)."
         ),
     )
     dedupe_threshold: float = Field(

@@ -147,9 +147,12 @@ def search(
     from retrieval.filters import parse_filter_args
     from serving.retriever import LOCAL_ADMIN, build_retriever, hit_json
 
-    if (query is None) == (queries is None):
+    if queries is not None and query is None:
+        texts = _read_queries(queries)
+    elif query is not None and queries is None:
+        texts = [query]
+    else:
         raise InputError("give a QUERY or --queries FILE (one of them)")
-    texts = [query] if query is not None else _read_queries(queries)  # type: ignore[arg-type]
     fields = parse_filter_args(filters or [])
     group_list = split_groups(groups)
     container = _container()
@@ -205,6 +208,16 @@ def _read_queries(path: Path) -> list[str]:
 
 eval_app = typer.Typer(help="Measure retrieval and answer quality on labelled data.")
 app.add_typer(eval_app, name="eval")
+EvalMode = Annotated[str, typer.Option("--mode", help="dense, sparse, hybrid or all.")]
+ReportFile = Annotated[
+    Path | None, typer.Option("--report", help="Also write the Markdown report to this file.")
+]
+
+
+def _write_report(path: Path | None, markdown: str) -> None:
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(markdown, encoding="utf-8")
 
 
 @eval_app.command("retrieval")
@@ -212,13 +225,11 @@ def eval_retrieval(
     data_dir: Annotated[
         Path, typer.Argument(help="BEIR folder: corpus.jsonl, queries.jsonl, qrels/test.tsv.")
     ],
-    mode: Annotated[str, typer.Option(help="dense, sparse, hybrid or all.")] = "all",
+    mode: EvalMode = "all",
     as_json: Annotated[
         bool, typer.Option("--json", help="Print JSON (keyed by mode with all).")
     ] = False,
-    report: Annotated[
-        Path | None, typer.Option(help="Also write the Markdown report to this file.")
-    ] = None,
+    report: ReportFile = None,
 ) -> None:
     """nDCG@10, Recall@10/100, MRR@10 and latency per mode on a BEIR dataset."""
     from ingest.cli import RichProgress
@@ -232,9 +243,7 @@ def eval_retrieval(
         result = evaluate_retrieval(settings, data_dir, modes, progress, tick)
     rows = {m: r.as_dict() for m, r in result.results.items()}
     markdown = retrieval_markdown(result)
-    if report is not None:
-        report.parent.mkdir(parents=True, exist_ok=True)
-        report.write_text(markdown, encoding="utf-8")
+    _write_report(report, markdown)
     if as_json:
         typer.echo(json.dumps(rows if mode == "all" else rows[mode]))
         return
@@ -248,12 +257,10 @@ def eval_retrieval(
 @eval_app.command("answers")
 def eval_answers(
     data: Annotated[Path, typer.Argument(help="COVID-QA (SQuAD-format) JSON file.")],
-    mode: Annotated[str, typer.Option(help="dense, sparse, hybrid or all.")] = "all",
+    mode: EvalMode = "all",
     limit: Annotated[int | None, typer.Option(help="Only the first N questions.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON keyed by mode.")] = False,
-    report: Annotated[
-        Path | None, typer.Option(help="Also write the Markdown report to this file.")
-    ] = None,
+    report: ReportFile = None,
 ) -> None:
     """Answer recall@k per mode: does a retrieved chunk contain the gold answer?"""
     from ingest.cli import RichProgress
@@ -265,9 +272,7 @@ def eval_answers(
     with RichProgress(console) as progress, _QueryProgress(console, None) as tick:
         result = evaluate_answer_recall(settings, data, modes, limit, progress, tick)
     markdown = answers_markdown(result)
-    if report is not None:
-        report.parent.mkdir(parents=True, exist_ok=True)
-        report.write_text(markdown, encoding="utf-8")
+    _write_report(report, markdown)
     if as_json:
         typer.echo(
             json.dumps(
