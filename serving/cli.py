@@ -323,17 +323,19 @@ def demo(
     try:
         run_ingest(container, [str(kb)], None, ["sample"], dry_run=False, as_json=False)
         retriever = build_retriever(container)
-        console.print("\n[bold]2. Asking it[/] (extractive: the best passage, with its citation)")
+        console.print("\n[bold]2. Asking it[/] (extractive: the two best passages, with citations)")
         for q in question or SAMPLE_QUESTIONS:
             hits = retriever.search(q, LOCAL_ADMIN, top_k=3)
             console.print(f"\n[bold cyan]Q:[/] {q}")
             if not hits:
                 console.print("   Not found in the documents.")
                 continue
-            best = hits[0].chunk
-            where = f", page {best.page}" if best.page else ""
-            console.print(f"[bold green]A:[/] {best.text.strip()} [1]", highlight=False)
-            console.print(f"   [1] {best.title}{where} — {Path(best.source).name}")
+            for n, hit in enumerate(hits[:2], 1):
+                c = hit.chunk
+                where = f", page {c.page}" if c.page else ""
+                label = "[bold green]A:[/]" if n == 1 else "  "
+                console.print(f"{label} {c.text.strip()} [{n}]", highlight=False)
+                console.print(f"   [{n}] {c.title}{where} — {Path(c.source).name}")
     finally:
         container.close()
     console.print(
