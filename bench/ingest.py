@@ -35,21 +35,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
-for _key, _value in {
-    "HF_HUB_OFFLINE": "1",
-    "DO_NOT_TRACK": "true",
-    "SCARF_NO_ANALYTICS": "true",
-    "UNSTRUCTURED_DISABLE_NOTICE": "1",
-    "TOKENIZERS_PARALLELISM": "false",
-}.items():
-    os.environ.setdefault(_key, _value)
+from _bootstrap import REPO, cpu_model  # first: offline env and import paths
 
-REPO = Path(__file__).resolve().parent.parent
-# Run as ``python bench/ingest.py``, this file's folder leads sys.path and its name would
-# shadow the ``ingest`` package: look up imports from the repository root instead.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
 CORPUS = REPO.parent / "shared" / "eval" / "covidqa" / "covidqa_200423.json"
 
 TARGET_CEILING_RATIO = 0.8
@@ -101,14 +88,7 @@ def _rate(count: float, seconds: float) -> float:
 def _machine() -> dict[str, Any]:
     import torch
 
-    cpu = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     return {
         "nproc": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "cpu_count": os.cpu_count(),

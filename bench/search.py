@@ -78,22 +78,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-for _key, _value in {
-    "HF_HUB_OFFLINE": "1",
-    "DO_NOT_TRACK": "true",
-    "SCARF_NO_ANALYTICS": "true",
-    "TOKENIZERS_PARALLELISM": "false",
-}.items():
-    os.environ.setdefault(_key, _value)
-
-REPO = Path(__file__).resolve().parent.parent
-# Run as ``python bench/search.py``, this file's folder leads sys.path and bench/ingest.py
-# would shadow the ``ingest`` package: look up imports from the repository root instead.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-import numpy as np  # noqa: E402
+import numpy as np
+from _bootstrap import REPO, cpu_model  # first: offline env and import paths
 
 if TYPE_CHECKING:
     from core.protocols import Embedder, SparseEncoder
@@ -348,14 +334,7 @@ def _version(package: str) -> str | None:
 def _machine() -> dict[str, Any]:
     import torch
 
-    cpu = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     try:
         load = os.getloadavg()[0]
     except OSError:
