@@ -71,8 +71,8 @@ bench-search: setup
 ## eval: retrieval quality (SciFact) and answer recall (COVID-QA); writes bench/reports/
 EVAL_DATA ?= ../shared/eval
 eval: setup
-	$(BIN)/enclave eval retrieval $(EVAL_DATA)/scifact --report bench/reports/scifact.md
-	$(BIN)/enclave eval answers $(EVAL_DATA)/covidqa/covidqa_200423.json --report bench/reports/covidqa.md
+	$(BIN)/enclave eval retrieval $(EVAL_DATA)/scifact --report bench/reports/retrieval-quality.md
+	$(BIN)/enclave eval answers $(EVAL_DATA)/covidqa/covidqa_200423.json --report bench/reports/answer-recall.md
 
 ## lock: regenerate constraints.txt from the current virtualenv
 lock:
