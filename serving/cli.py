@@ -237,10 +237,11 @@ def eval_retrieval(
 
     modes = modes_for(mode)
     settings = _settings()
-    queries = len(load_beir(data_dir).queries)
+    data = load_beir(data_dir)
     console = Console(stderr=True)
-    with RichProgress(console) as progress, _QueryProgress(console, queries * len(modes)) as tick:
-        result = evaluate_retrieval(settings, data_dir, modes, progress, tick)
+    total = len(data.queries) * len(modes)
+    with RichProgress(console) as progress, _QueryProgress(console, total) as tick:
+        result = evaluate_retrieval(settings, data, modes, progress, tick)
     rows = {m: r.as_dict() for m, r in result.results.items()}
     markdown = retrieval_markdown(result)
     _write_report(report, markdown)
@@ -264,13 +265,21 @@ def eval_answers(
 ) -> None:
     """Answer recall@k per mode: does a retrieved chunk contain the gold answer?"""
     from ingest.cli import RichProgress
-    from serving.evaluation import answers_markdown, evaluate_answer_recall, modes_for
+    from serving.evaluation import (
+        answers_markdown,
+        evaluate_answer_recall,
+        limit_questions,
+        load_covidqa,
+        modes_for,
+    )
 
     modes = modes_for(mode)
     settings = _settings()
+    qa = load_covidqa(data)
     console = Console(stderr=True)
-    with RichProgress(console) as progress, _QueryProgress(console, None) as tick:
-        result = evaluate_answer_recall(settings, data, modes, limit, progress, tick)
+    total = len(limit_questions(qa, limit)) * len(modes)
+    with RichProgress(console) as progress, _QueryProgress(console, total) as tick:
+        result = evaluate_answer_recall(settings, qa, modes, limit, progress, tick)
     markdown = answers_markdown(result)
     _write_report(report, markdown)
     if as_json:
@@ -286,7 +295,7 @@ def eval_answers(
 class _QueryProgress:
     """A 'queries' counter on stderr while an evaluation runs."""
 
-    def __init__(self, console: Console, total: int | None) -> None:
+    def __init__(self, console: Console, total: int) -> None:
         from rich.progress import MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         self._progress = Progress(

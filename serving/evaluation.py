@@ -64,6 +64,7 @@ class BeirData:
     """A BEIR-format directory: corpus, queries and test judgements."""
 
     name: str
+    folder: Path
     corpus: list[Record]
     queries: dict[str, str]
     qrels: dict[str, dict[str, int]]
@@ -95,7 +96,7 @@ def load_beir(folder: Path) -> BeirData:
     queries = {q: text for q, text in queries.items() if q in qrels}
     if not corpus or not queries:
         raise InputError(f"{folder}: no documents, or no query with judgements in qrels/test.tsv")
-    return BeirData(folder.resolve().name, corpus, queries, qrels)
+    return BeirData(folder.resolve().name, folder, corpus, queries, qrels)
 
 
 def _jsonl(path: Path, required: Sequence[str]) -> Iterable[dict[str, Any]]:
@@ -112,8 +113,18 @@ def _jsonl(path: Path, required: Sequence[str]) -> Iterable[dict[str, Any]]:
             yield row
 
 
-def load_covidqa(path: Path) -> tuple[list[Record], list[tuple[str, str, str]]]:
-    """COVID-QA (SQuAD format): the articles, and (question, article id, gold answer)."""
+@dataclass(slots=True)
+class QaData:
+    """A SQuAD-format file: its articles, and (question, gold answer) pairs."""
+
+    name: str
+    path: Path
+    articles: list[Record]
+    questions: list[tuple[str, str]]
+
+
+def load_covidqa(path: Path) -> QaData:
+    """COVID-QA (SQuAD format): the articles, and each question with its gold answer."""
     try:
         data = json.loads(path.expanduser().read_text(encoding="utf-8"))["data"]
     except FileNotFoundError:
@@ -121,7 +132,7 @@ def load_covidqa(path: Path) -> tuple[list[Record], list[tuple[str, str, str]]]:
     except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError):
         raise InputError(f"{path} is not a SQuAD-format JSON file (no 'data' list)") from None
     articles: list[Record] = []
-    questions: list[tuple[str, str, str]] = []
+    questions: list[tuple[str, str]] = []
     for i, article in enumerate(data):
         article_id = str(article.get("document_id") or i)
         paragraphs = article.get("paragraphs") or []
@@ -131,8 +142,8 @@ def load_covidqa(path: Path) -> tuple[list[Record], list[tuple[str, str, str]]]:
             for qa in p.get("qas", []):
                 answers = [a["text"] for a in qa.get("answers", []) if a.get("text", "").strip()]
                 if answers:
-                    questions.append((str(qa["question"]), article_id, answers[0]))
-    return articles, questions
+                    questions.append((str(qa["question"]), answers[0]))
+    return QaData(path.stem, path, articles, questions)
 
 
 # -- indexing -----------------------------------------------------------------------------
@@ -256,16 +267,15 @@ class RetrievalEval:
 
 def evaluate_retrieval(
     settings: Settings,
-    folder: Path,
+    data: BeirData,
     modes: Sequence[str],
     progress: ProgressListener | None = None,
     on_query: Callable[[], None] | None = None,
 ) -> RetrievalEval:
-    """Index the BEIR folder (cached) and score every mode on its test queries."""
+    """Index the BEIR data (cached) and score every mode on its test queries."""
     import pytrec_eval
 
-    data = load_beir(folder)
-    index = open_index(settings, data.name, folder, data.corpus, progress)
+    index = open_index(settings, data.name, data.folder, data.corpus, progress)
     try:
         chunks = index.container.store.count()
         per_doc = max(1.0, chunks / len(data.corpus))
@@ -278,24 +288,17 @@ def evaluate_retrieval(
             data.name, len(data.corpus), chunks, index.report.seconds, index.report.chunks_written
         )
         for mode in modes:
-            run: dict[str, dict[str, float]] = {}
+            ranked: dict[str, list[str]] = {}
             latencies = []
-            empty = 0
             for qid, text in data.queries.items():
                 started = time.perf_counter()
                 hits = index.retriever.search(text, EVALUATOR, top_k=depth, mode=mode)
                 latencies.append((time.perf_counter() - started) * 1000)
-                ranked = _documents(hits, index.id_of_source)[:RANK_DEPTH]
-                empty += not ranked
-                # trec_eval ranks by score; give strictly decreasing scores by rank.
-                run[qid] = {doc: float(len(ranked) - i) for i, doc in enumerate(ranked)}
+                ranked[qid] = _documents(hits, index.id_of_source)[:RANK_DEPTH]
                 if on_query:
                     on_query()
-            scores = evaluator.evaluate(run)
-            top10 = {
-                q: {d: s for d, s in docs.items() if s > len(docs) - 10} for q, docs in run.items()
-            }
-            rr = mrr.evaluate(top10)
+            scores = evaluator.evaluate(_run(ranked, RANK_DEPTH))
+            rr = mrr.evaluate(_run(ranked, 10))
             queries = list(data.queries)
             result.results[mode] = ModeResult(
                 mode=mode,
@@ -307,7 +310,7 @@ def evaluate_retrieval(
                 },
                 latency_ms=_percentiles(latencies),
                 queries=len(queries),
-                empty=empty,
+                empty=sum(1 for docs in ranked.values() if not docs),
             )
         return result
     finally:
@@ -318,6 +321,11 @@ def _documents(hits: Sequence[Hit], id_of_source: dict[str, str]) -> list[str]:
     """Record ids in rank order of their best chunk."""
     ranked = dict.fromkeys(id_of_source.get(h.chunk.source, h.chunk.source) for h in hits)
     return list(ranked)
+
+
+def _run(ranked: dict[str, list[str]], cut: int) -> dict[str, dict[str, float]]:
+    """A trec_eval run of the first ``cut`` documents: scores strictly decreasing by rank."""
+    return {q: {d: float(cut - i) for i, d in enumerate(docs[:cut])} for q, docs in ranked.items()}
 
 
 def _mean(scores: dict[str, dict[str, float]], queries: Sequence[str], measure: str) -> float:
@@ -347,41 +355,50 @@ class AnswerRecallEval:
     results: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
+def limit_questions(data: QaData, limit: int | None) -> list[tuple[str, str]]:
+    """The first ``limit`` questions (all when None)."""
+    if limit is None:
+        return data.questions
+    if limit < 1:
+        raise InputError(f"--limit must be at least 1, not {limit}")
+    return data.questions[:limit]
+
+
 def evaluate_answer_recall(
     settings: Settings,
-    path: Path,
+    data: QaData,
     modes: Sequence[str],
     limit: int | None = None,
     progress: ProgressListener | None = None,
     on_query: Callable[[], None] | None = None,
 ) -> AnswerRecallEval:
-    """Ingest the COVID-QA articles (cached) and measure answer recall@k per mode."""
-    articles, questions = load_covidqa(path)
-    if limit is not None:
-        if limit < 1:
-            raise InputError(f"--limit must be at least 1, not {limit}")
-        questions = questions[:limit]
-    index = open_index(settings, path.stem, path, articles, progress)
+    """Ingest the articles (cached) and measure answer recall@k per mode."""
+    questions = limit_questions(data, limit)
+    index = open_index(settings, data.name, data.path, data.articles, progress)
     try:
         result = AnswerRecallEval(
-            path.stem,
-            len(articles),
+            data.name,
+            len(data.articles),
             index.container.store.count(),
             len(questions),
             index.report.seconds,
         )
         depth = max(ANSWER_KS)
+        chunk_words: dict[str, str] = {}  # chunk id -> normalised text, across questions
         for mode in modes:
             first_ranks: list[int | None] = []
             latencies = []
-            for question, _, answer in questions:
+            for question, answer in questions:
                 started = time.perf_counter()
                 hits = index.retriever.search(question, EVALUATOR, top_k=depth, mode=mode)
                 latencies.append((time.perf_counter() - started) * 1000)
                 gold = normalise(answer)
+                for h in hits:
+                    if h.chunk.id not in chunk_words:
+                        chunk_words[h.chunk.id] = normalise(h.chunk.text)
                 first_ranks.append(
                     next(
-                        (i for i, h in enumerate(hits, 1) if gold in normalise(h.chunk.text)), None
+                        (i for i, h in enumerate(hits, 1) if gold in chunk_words[h.chunk.id]), None
                     )
                 )
                 if on_query:
