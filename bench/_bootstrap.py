@@ -8,9 +8,11 @@ the ``ingest`` package) and puts the repository root first.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 for _key, _value in {
     "HF_HUB_OFFLINE": "1",
@@ -39,3 +41,30 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown"
+
+
+def machine() -> dict[str, Any]:
+    """What a figure was measured on: cores, CPU, load, torch threads and versions."""
+    import platform
+
+    import torch
+
+    try:
+        load: float | None = os.getloadavg()[0]
+    except OSError:
+        load = None
+    return {
+        "nproc": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "cpu_count": os.cpu_count(),
+        "cpu": cpu_model(),
+        "load_1m_at_start": load,
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def emit_json(result: dict[str, Any], as_json: bool) -> None:
+    """With ``--json``, the result as one JSON object on stdout."""
+    if as_json:
+        print(json.dumps(result, default=str))

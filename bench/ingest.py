@@ -24,8 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import platform
 import re
 import sys
 import tempfile
@@ -35,7 +33,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
-from _bootstrap import REPO, cpu_model  # first: offline env and import paths
+from _bootstrap import REPO, emit_json, machine  # first: offline env and import paths
 
 CORPUS = REPO.parent / "shared" / "eval" / "covidqa" / "covidqa_200423.json"
 
@@ -83,20 +81,6 @@ def _timed(fn: Callable[[], Any]) -> tuple[Any, float]:
 
 def _rate(count: float, seconds: float) -> float:
     return count / seconds if seconds > 0 else float("inf")
-
-
-def _machine() -> dict[str, Any]:
-    import torch
-
-    cpu = cpu_model()
-    return {
-        "nproc": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "cpu_count": os.cpu_count(),
-        "cpu": cpu,
-        "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-    }
 
 
 def clear_unstructured_caches() -> None:
@@ -460,7 +444,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         langchain = bench_langchain(files)
         result: dict[str, Any] = {
-            "machine": _machine(),
+            "machine": machine(),
             "corpus": {
                 "name": args.corpus.name,
                 "docs": len(files),
@@ -483,8 +467,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     result["checks"] = _checks(result)
     print_report(result, out)
-    if args.json:
-        print(json.dumps(result, indent=None, sort_keys=False, default=str))
+    emit_json(result, args.json)
     return 0
 
 

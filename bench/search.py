@@ -64,8 +64,6 @@ import hashlib
 import json
 import logging
 import math
-import os
-import platform
 import shutil
 import sys
 import tempfile
@@ -79,7 +77,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 import numpy as np
-from _bootstrap import REPO, cpu_model  # first: offline env and import paths
+from _bootstrap import REPO, emit_json, machine  # first: offline env and import paths
 
 if TYPE_CHECKING:
     from core.protocols import Embedder, SparseEncoder
@@ -332,23 +330,10 @@ def _version(package: str) -> str | None:
 
 
 def _machine() -> dict[str, Any]:
-    import torch
-
-    cpu = cpu_model()
-    try:
-        load = os.getloadavg()[0]
-    except OSError:
-        load = None
     return {
-        "nproc": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "cpu_count": os.cpu_count(),
-        "cpu": cpu,
-        "load_1m_at_start": load,
-        "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
+        **machine(),
         "numpy": np.__version__,
         "qdrant_client": _version("qdrant-client"),
-        "python": platform.python_version(),
     }
 
 
@@ -704,7 +689,7 @@ def main(argv: list[str] | None = None) -> int:
         import torch
 
         torch.set_num_threads(args.torch_threads)
-    machine = _machine()
+    host = _machine()
     pieces = load_pieces()
     available = len(pieces)
     rng = np.random.default_rng(args.seed)
@@ -757,7 +742,7 @@ def main(argv: list[str] | None = None) -> int:
             f"note: a reranker is configured ({first.reranker.model}); end to end includes it."
         )
     result: dict[str, Any] = {
-        "machine": machine,
+        "machine": host,
         "config": {
             "store": engine,
             "sizes": sizes,
@@ -786,8 +771,7 @@ def main(argv: list[str] | None = None) -> int:
         "notes": notes,
     }
     print_report(result, out)
-    if args.json:
-        print(json.dumps(result, indent=None, sort_keys=False, default=str))
+    emit_json(result, args.json)
     return 0
 
 
