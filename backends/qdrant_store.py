@@ -258,24 +258,25 @@ class QdrantStore:
         ]
 
     def neighbours(
-        self, doc_id: str, chunk_indexes: Sequence[int], filter: SearchFilter
+        self, chunk: Chunk, chunk_indexes: Sequence[int], filter: SearchFilter
     ) -> list[Chunk]:
         if not chunk_indexes or filter.groups == ():
             return []
         base = _filter(filter)
         must: list[models.Condition] = [
-            _match("doc_id", doc_id),
+            _match("doc_id", chunk.doc_id),
+            _match("content_hash", chunk.content_hash),
             models.FieldCondition(
                 key="chunk_index", match=models.MatchAny(any=list(chunk_indexes))
             ),
         ]
         if base is not None:
             must.append(base)
-        with self._errors(f"read neighbouring chunks of document {doc_id}"):
+        with self._errors(f"read neighbouring chunks of document {chunk.doc_id}"):
             records, _ = self._client.scroll(
                 self._collection,
                 scroll_filter=models.Filter(must=must),
-                limit=len(chunk_indexes) * 2,
+                limit=len(chunk_indexes),
                 with_payload=True,
                 with_vectors=False,
             )

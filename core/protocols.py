@@ -100,9 +100,11 @@ class VectorStore(Protocol):
         ...
 
     def neighbours(
-        self, doc_id: str, chunk_indexes: Sequence[int], filter: SearchFilter
+        self, chunk: Chunk, chunk_indexes: Sequence[int], filter: SearchFilter
     ) -> list[Chunk]:
-        """The document's chunks at ``chunk_indexes`` that pass ``filter``, in index order."""
+        """Chunks of ``chunk``'s document version (same doc id and content hash) at
+        ``chunk_indexes`` that pass ``filter``, in index order. Never mixes in another
+        version of the document (both exist briefly while it is being replaced)."""
         ...
 
     def search(self, request: SearchRequest) -> list[Hit]: ...

@@ -169,7 +169,7 @@ class Retriever:
         for hit in hits:
             i = hit.chunk.chunk_index
             wanted = [j for j in range(i - expand, i + expand + 1) if j >= 0 and j != i]
-            found = self._store.neighbours(hit.chunk.doc_id, wanted, search_filter)
+            found = self._store.neighbours(hit.chunk, wanted, search_filter)
             shaped.append(replace(hit, neighbours=tuple(c for c in found if c.id not in returned)))
         return shaped
 

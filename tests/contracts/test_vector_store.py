@@ -176,12 +176,18 @@ def test_each_mode_ranks_the_best_match_first_and_can_return_vectors(
 
 
 def test_neighbours_reads_adjacent_chunks_under_the_same_filter(store: VectorStore) -> None:
-    store.upsert(corpus())
-    found = store.neighbours("public", [1, 0, 7], SearchFilter(groups=("everyone",)))
+    points = corpus()
+    store.upsert(points)
+    public, hr = points[0].chunk, points[2].chunk
+    found = store.neighbours(public, [1, 0, 7], SearchFilter(groups=("everyone",)))
     assert [c.chunk_index for c in found] == [0, 1]
-    assert store.neighbours("hr", [0], SearchFilter(groups=("everyone",))) == []
-    assert store.neighbours("hr", [0], SearchFilter(groups=())) == []
-    assert [c.doc_id for c in store.neighbours("hr", [0], SearchFilter(groups=None))] == ["hr"]
+    assert store.neighbours(hr, [0], SearchFilter(groups=("everyone",))) == []
+    assert store.neighbours(hr, [0], SearchFilter(groups=())) == []
+    assert [c.doc_id for c in store.neighbours(hr, [0], SearchFilter(groups=None))] == ["hr"]
+    # mid-update, a new version of "public" exists beside the old: never mixed in
+    store.upsert([point("public", 1, ("everyone",), (1, 0, 0, 0), {1: 1.0}, content_hash="h2")])
+    again = store.neighbours(public, [1], SearchFilter(groups=("everyone",)))
+    assert [c.content_hash for c in again] == ["h1"]
 
 
 def test_upsert_is_idempotent_and_delete_keeps_only_the_named_version(store: VectorStore) -> None:
