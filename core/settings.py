@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field, SecretStr, field_validator, model_validat
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 BUNDLED_EMBEDDER = "sentence-transformers/all-MiniLM-L6-v2"
+MAX_NEIGHBOURS = 5  # adjacent chunks per side a search may attach
 
 
 class EmbedderSettings(BaseModel):
@@ -198,7 +199,7 @@ class RetrievalSettings(BaseModel):
     neighbours: int = Field(
         0,
         ge=0,
-        le=5,
+        le=MAX_NEIGHBOURS,
         description="Adjacent chunks (each side, same document) attached to every hit for context.",
     )
     max_query_chars: int = Field(

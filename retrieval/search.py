@@ -27,7 +27,7 @@ import numpy as np
 
 from core.errors import InputError
 from core.protocols import Embedder, Reranker, SparseEncoder, VectorStore
-from core.settings import RetrievalSettings
+from core.settings import MAX_NEIGHBOURS, RetrievalSettings
 from core.types import CollectionSpec, Hit, Principal, SearchFilter, SearchMode, SearchRequest
 from retrieval.filters import access_scope, build_filter
 
@@ -93,8 +93,8 @@ class Retriever:
         if not 1 <= top_k <= MAX_TOP_K:
             raise InputError(f"top_k must be between 1 and {MAX_TOP_K}, not {top_k}")
         expand = s.neighbours if neighbours is None else neighbours
-        if not 0 <= expand <= 5:
-            raise InputError(f"neighbours must be between 0 and 5, not {expand}")
+        if not 0 <= expand <= MAX_NEIGHBOURS:
+            raise InputError(f"neighbours must be between 0 and {MAX_NEIGHBOURS}, not {expand}")
         search_filter = build_filter(filters, access_scope(principal, groups))
         if not self._ready():
             return []
