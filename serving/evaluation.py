@@ -155,7 +155,6 @@ class EvalIndex:
     retriever: Retriever
     id_of_source: dict[str, str]
     report: IngestReport
-    name: str
 
 
 def open_index(
@@ -192,19 +191,19 @@ def open_index(
     except BaseException:
         container.close()
         raise
-    return EvalIndex(container, retriever, id_of_source, report, key)
+    return EvalIndex(container, retriever, id_of_source, report)
 
 
 def _materialise(records: Sequence[Record], folder: Path) -> dict[str, str]:
     """One Markdown file per record (rewritten only when it changed); stale files removed."""
-    wanted: dict[Path, str] = {}
+    wanted: set[Path] = set()
     id_of_source: dict[str, str] = {}
     for record in records:
         digest = hashlib.sha256(record.id.encode()).hexdigest()[:8]
         path = folder / f"{_slug(record.id)[:60]}-{digest}.md"
         if path in wanted:
             raise InputError(f"record id {record.id!r} appears twice")
-        wanted[path] = record.id
+        wanted.add(path)
         body = _escape_markdown(record.text)
         content = f"# {_one_line(record.title)}\n\n{body}\n" if record.title.strip() else body
         if not path.exists() or path.read_text(encoding="utf-8") != content:
