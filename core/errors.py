@@ -12,11 +12,13 @@ these (``raise ... from exc``); nothing above ``backends/`` catches a vendor typ
     │   └── CollectionMismatchError
     │                          the collection was built with another embedder/shape
     ├── ModelError             a model could not be loaded or run
+    ├── LLMUnavailableError    the LLM server cannot be reached or failed mid-answer
     ├── InputError             a request or argument is invalid (bad query, filter, path)
     ├── DocumentError          one document could not be ingested (reported, job goes on)
     │   ├── UnsupportedFormatError
     │   ├── FileTooLargeError
     │   └── ParseError
+    ├── AccessDeniedError      the caller asked for something outside their groups/role
     └── NotFoundError          a named document (or other object) does not exist
 """
 
@@ -45,6 +47,10 @@ class CollectionMismatchError(StoreError):
 
 class ModelError(EnclaveError):
     """A model could not be loaded or run."""
+
+
+class LLMUnavailableError(EnclaveError):
+    """The LLM server cannot be reached, timed out, or failed mid-answer."""
 
 
 class InputError(EnclaveError):

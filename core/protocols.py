@@ -6,7 +6,8 @@ every implementation.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections import abc
+from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 from core.types import (
@@ -18,6 +19,7 @@ from core.types import (
     SearchRequest,
     SparseVector,
     StoreInfo,
+    Usage,
 )
 
 
@@ -126,11 +128,24 @@ class Reranker(Protocol):
 
 @runtime_checkable
 class Generator(Protocol):
-    """Writes an answer from chat messages (OpenAI-style ``role``/``content`` dicts)."""
+    """Writes text from chat messages (OpenAI-style ``role``/``content`` dicts).
+
+    - ``name`` is what clients call the model; ``context_window`` its window in tokens.
+    - ``check`` raises ``LLMUnavailableError`` when the server cannot be reached and
+      ``ConfigError`` when it does not serve the model.
+    - ``stream`` yields the text as it is generated, then one ``Usage``. Closing the
+      iterator early stops the generation. A server that cannot be reached (after
+      retries), times out or fails mid-answer raises ``LLMUnavailableError``.
+    """
 
     @property
-    def model(self) -> str: ...
+    def name(self) -> str: ...
 
-    def stream(self, messages: Sequence[dict[str, str]], max_tokens: int) -> Iterator[str]:
-        """Yield the answer's text as it is generated."""
-        ...
+    @property
+    def context_window(self) -> int: ...
+
+    def check(self) -> None: ...
+
+    def stream(
+        self, messages: Sequence[dict[str, str]], max_tokens: int, temperature: float = 0.1
+    ) -> abc.Generator[str | Usage, None, None]: ...

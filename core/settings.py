@@ -222,8 +222,110 @@ class RerankerSettings(BaseModel):
     batch_size: int = Field(16, ge=1, le=1024, description="Pairs per reranker forward pass.")
 
 
+EMBEDDED_MODELS = ("qwen2.5-0.5b", "smollm2-135m")
+
+
+class ModelSettings(BaseModel):
+    """One LLM served by an OpenAI-compatible server (vLLM, llama.cpp, Ollama, TGI)."""
+
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9._:/-]{1,128}$",
+        description="The name clients use (`model` in requests, `/v1/models`).",
+    )
+    base_url: str = Field(description="The server's OpenAI API root, e.g. `http://vllm:8000/v1`.")
+    served_name: str | None = Field(
+        None, description="The model name the server knows (default: `name`)."
+    )
+    context_window: int = Field(4096, ge=512, description="The model's context window in tokens.")
+    role: Literal["small", "large"] = Field(
+        "small", description="`small` takes simple questions, `large` complex ones."
+    )
+    api_key: SecretStr | None = Field(
+        None, description="Bearer key of the server, if it wants one."
+    )
+
+
+class LLMSettings(BaseModel):
+    """Answer generation: which LLMs, and how they are called."""
+
+    models: list[ModelSettings] = Field(
+        [],
+        description=(
+            'The LLMs, as JSON: `[{"name": "qwen-7b", "base_url": "http://vllm:8000/v1", '
+            '"context_window": 32768, "role": "large"}, ...]`. Empty: Enclave starts and '
+            "supervises a local llama.cpp server with `embedded_model`."
+        ),
+    )
+    default_model: str | None = Field(
+        None,
+        description="Model used when the router has no preference (default: the first `small`).",
+    )
+    embedded_model: str = Field(
+        "qwen2.5-0.5b",
+        description=(
+            "Model of the embedded llama.cpp server: `qwen2.5-0.5b` (bundled "
+            "Qwen2.5-Coder-0.5B-Instruct), `smollm2-135m` (bundled, fast, weak) or a `.gguf` path."
+        ),
+    )
+    embedded_context_window: int = Field(
+        4096, ge=512, description="Context window of the embedded model."
+    )
+    embedded_threads: int | None = Field(
+        None, ge=1, description="CPU threads of the embedded server (default: all cores)."
+    )
+    timeout_s: float = Field(
+        120.0, gt=0, description="Longest wait for the LLM's next token (or whole reply)."
+    )
+    connect_timeout_s: float = Field(5.0, gt=0, description="Timeout to connect to the LLM server.")
+    retries: int = Field(
+        2, ge=0, le=10, description="Retries, with backoff, when the LLM server cannot be reached."
+    )
+    max_answer_tokens: int = Field(
+        384, ge=16, description="Room kept in the context window for the answer."
+    )
+    temperature: float = Field(0.1, ge=0, le=2, description="Sampling temperature.")
+    complex_chars: int = Field(
+        240,
+        ge=1,
+        description="Questions longer than this (or multi-part, or follow-ups) go to a `large` model.",
+    )
+    history_turns: int = Field(
+        4, ge=0, le=50, description="Earlier turns of a conversation kept for follow-ups."
+    )
+    redact_prompts: bool = Field(
+        False,
+        description="Replace e-mail addresses, phone, IBAN and card numbers in what is sent to the LLM.",
+    )
+
+    @model_validator(mode="after")
+    def _names_unique(self) -> LLMSettings:
+        names = [m.name for m in self.models]
+        if len(set(names)) != len(names):
+            raise ValueError(f"llm.models has duplicate names: {names}")
+        if self.default_model and self.models and self.default_model not in names:
+            raise ValueError(
+                f"llm.default_model {self.default_model!r} is not in llm.models {names}"
+            )
+        return self
+
+
+class ApiSettings(BaseModel):
+    """The HTTP API (`enclave serve`)."""
+
+    host: str = Field("127.0.0.1", description="Address `enclave serve` listens on.")
+    port: int = Field(8000, ge=1, le=65535, description="Port `enclave serve` listens on.")
+    rate_limit_per_minute: int = Field(
+        120, ge=1, description="Requests per minute per API key (then 429 with `Retry-After`)."
+    )
+    max_upload_files: int = Field(100, ge=1, description="Files per upload request.")
+    redact_audit: bool = Field(
+        False,
+        description="Replace e-mail addresses, phone, IBAN and card numbers in the audit log.",
+    )
+
+
 class DatabaseSettings(BaseModel):
-    """The SQL database for the document registry (later: keys, audit, jobs)."""
+    """The SQL database: document registry, API keys, audit log, conversations, jobs."""
 
     url: SecretStr | None = Field(
         None,
@@ -261,6 +363,8 @@ class Settings(BaseSettings):
     ingest: IngestSettings = Field(default_factory=IngestSettings)  # type: ignore[arg-type]
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)  # type: ignore[arg-type]
     reranker: RerankerSettings = Field(default_factory=RerankerSettings)  # type: ignore[arg-type]
+    llm: LLMSettings = Field(default_factory=LLMSettings)  # type: ignore[arg-type]
+    api: ApiSettings = Field(default_factory=ApiSettings)  # type: ignore[arg-type]
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)  # type: ignore[arg-type]
     log: LogSettings = Field(default_factory=LogSettings)  # type: ignore[arg-type]
 

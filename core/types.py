@@ -185,6 +185,14 @@ class StoreInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class Usage:
+    """Tokens a generation used (as the LLM server counted them, or estimated)."""
+
+    prompt_tokens: int
+    completion_tokens: int
+
+
+@dataclass(frozen=True, slots=True)
 class Citation:
     """A numbered reference from an answer to a passage."""
 

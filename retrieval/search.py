@@ -72,11 +72,14 @@ class Retriever:
         filters: Mapping[str, str | Sequence[str]] | None = None,
         groups: Sequence[str] | None = None,
         neighbours: int | None = None,
+        timings: dict[str, float] | None = None,
     ) -> list[Hit]:
         """The best ``top_k`` chunks for ``query`` that ``principal`` may read.
 
         ``groups`` narrows the search to some of the caller's groups (an admin may
         name any); ``filters`` takes the fields of :data:`retrieval.filters.FILTER_FIELDS`.
+        ``timings``, when given, receives the seconds spent per stage (``embed``,
+        ``search``, ``rerank``).
         """
         s = self._settings
         text = query.strip()
@@ -123,6 +126,7 @@ class Retriever:
         hits = self._above_floor(hits, dense)
         if self._reranker is not None and hits:
             hits = self._reranker.rerank(text, hits)
+        reranked = time.perf_counter()
         hits = dedupe(hits, s.dedupe_threshold)[:top_k]
         if expand:
             hits = self._with_neighbours(hits, expand, search_filter)
@@ -135,6 +139,11 @@ class Retriever:
             (searched - embedded) * 1000,
             (time.perf_counter() - searched) * 1000,
         )
+        if timings is not None:
+            timings["embed"] = embedded - started
+            timings["search"] = searched - embedded
+            if self._reranker is not None:
+                timings["rerank"] = reranked - searched
         return hits
 
     # -- steps ---------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable
 from importlib import resources
@@ -75,6 +76,15 @@ def _register_ingest() -> None:
 
 
 _register_ingest()
+
+
+def _register_admin() -> None:
+    from serving.admin_cli import register
+
+    register(app, _settings)
+
+
+_register_admin()
 
 
 @app.command()
@@ -350,6 +360,63 @@ def demo(
     console.print(
         '\nNext: `enclave ingest YOUR_FOLDER --groups staff`, then `enclave search "..."`.'
     )
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Listen address (ENCLAVE_API__HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (ENCLAVE_API__PORT).")] = None,
+) -> None:
+    """Run the HTTP API (the UI and other services talk to it)."""
+    import uvicorn
+
+    from backends.container import build_container
+    from serving.api import build_services, create_app
+
+    settings = _settings()
+    container = build_container(settings)
+    try:
+        services = build_services(settings, container)  # models and LLM up before listening
+        app_ = create_app(settings, services=services)
+        host = host or settings.api.host
+        port = port or settings.api.port
+        typer.echo(f"Enclave API on http://{host}:{port} (OpenAPI schema at /openapi.json)")
+        uvicorn.run(
+            app_,
+            host=host,
+            port=port,
+            log_level=settings.log.level.lower(),
+            access_log=settings.log.level == "DEBUG",
+        )
+    finally:
+        container.close()
+
+
+@app.command()
+def ask(
+    question: Annotated[str, typer.Argument(help="Your question.")],
+    groups: Annotated[
+        str | None, typer.Option(help="Answer from these groups' documents only (comma-separated).")
+    ] = None,
+    model: Annotated[str | None, typer.Option(help="A configured model (default: routed).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Answer QUESTION from the documents, streaming, with citations underneath.
+
+    With ENCLAVE_API_URL and ENCLAVE_API_KEY set, asks the running server; otherwise
+    opens the store and the LLM itself."""
+    from serving.ask_cli import ask_local, ask_remote
+
+    api_url = os.environ.get("ENCLAVE_API_URL")
+    if api_url:
+        api_key = os.environ.get("ENCLAVE_API_KEY", "")
+        if not api_key:
+            raise InputError("ENCLAVE_API_URL is set but ENCLAVE_API_KEY is not; set both")
+        ask_remote(api_url, api_key, question, model=model, as_json=as_json)
+        return
+    from ingest.cli import split_groups
+
+    ask_local(_container(), question, split_groups(groups), model=model, as_json=as_json)
 
 
 def main() -> None:

@@ -1,0 +1,928 @@
+"""The query API (FastAPI): answers, search, an OpenAI-compatible endpoint, documents.
+
+``create_app(settings, container)`` receives its dependencies; routes get them
+through the ``Annotated`` aliases below. Every route but ``/healthz`` and
+``/readyz`` needs ``Authorization: Bearer <API key>``; the key's groups are the
+access scope of every retrieval it makes, and its role (``admin``/``user``)
+decides the document and metrics endpoints. Errors leave as one JSON body
+(``serving/web.py``); a failure mid-stream is an SSE ``error`` event.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from fastapi import Depends, FastAPI, File, Form, Request, Response, UploadFile
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse, StreamingResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, ConfigDict, Field
+
+from backends.container import Container, build_container
+from core.errors import ConfigError, EnclaveError, InputError, LLMUnavailableError, NotFoundError
+from core.settings import Settings
+from core.types import Citation, Hit, Principal
+from ingest.pipeline import Ingestor, source_of
+from serving.answering import Answerer, Completed, Retrieved, Router, Token
+from serving.db import ApiKey, AppDatabase, AuditEntry
+from serving.retriever import build_retriever, hit_json
+from serving.web import (
+    ApiError,
+    Metrics,
+    RateLimiter,
+    RequestContext,
+    classify,
+    error_body,
+    install_error_handlers,
+    request_id_var,
+    sse,
+)
+
+logger = logging.getLogger(__name__)
+
+AUTO_MODEL = "enclave"
+"""The model name that lets Enclave's router choose (``/v1/chat/completions``)."""
+MAX_QUESTION_SCHEMA = 100_000  # hard schema cap; the configured limit is checked with a clear 400
+
+
+# -- schemas -------------------------------------------------------------------------------
+Filters = dict[str, str | list[str]]
+
+
+class AskRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    question: str = Field(min_length=1, max_length=MAX_QUESTION_SCHEMA)
+    conversation_id: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    model: str | None = Field(None, description="A model from GET /v1/models (default: routed).")
+    filters: Filters | None = Field(
+        None, description="source, tag, mime_type, doc_id, modified_after, modified_before."
+    )
+    top_k: int | None = Field(None, ge=1, le=50)
+    stream: bool = Field(False, description="Server-sent events instead of one JSON body.")
+
+
+class CitationOut(BaseModel):
+    n: int
+    doc_id: str
+    source: str
+    title: str
+    page: int | None
+    quote: str
+
+
+class UsageOut(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class AskResponse(BaseModel):
+    answer: str
+    answer_id: str
+    citations: list[CitationOut]
+    passages: list[dict[str, Any]]
+    model: str
+    conversation_id: str
+    abstained: bool
+    usage: UsageOut
+
+
+class SearchRequestBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    query: str = Field(min_length=1, max_length=MAX_QUESTION_SCHEMA)
+    top_k: int | None = Field(None, ge=1, le=100)
+    mode: Literal["dense", "sparse", "hybrid"] | None = None
+    filters: Filters | None = None
+
+
+class SearchResponse(BaseModel):
+    hits: list[dict[str, Any]]
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[dict[str, Any]] | None = None
+
+    def text(self) -> str:
+        if isinstance(self.content, list):
+            return "".join(str(p.get("text", "")) for p in self.content if p.get("type") == "text")
+        return self.content or ""
+
+
+class ChatRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")  # OpenAI clients send many optional fields
+    model: str = Field(AUTO_MODEL, description=f"A model from /v1/models; `{AUTO_MODEL}` routes.")
+    messages: list[ChatMessage] = Field(min_length=1)
+    stream: bool = False
+
+
+class FeedbackRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    answer_id: str = Field(min_length=1, max_length=64)
+    rating: Literal["up", "down"]
+    comment: str = Field("", max_length=4000)
+
+
+# -- services ------------------------------------------------------------------------------
+@dataclass
+class Services:
+    """What the routes use; built once per app."""
+
+    settings: Settings
+    container: Container
+    db: AppDatabase
+    metrics: Metrics
+    limiter: RateLimiter
+    answerer: Answerer
+    ingestor: Ingestor
+    jobs: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="ingest-job")
+    )
+    upload_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def close(self) -> None:
+        self.jobs.shutdown(wait=True, cancel_futures=True)
+        self.db.close()
+
+
+def build_services(settings: Settings, container: Container) -> Services:
+    """Load the models, start or check the LLMs, open the app database."""
+    retriever = build_retriever(container)
+    generators = container.generators()
+    for generator in generators.values():
+        try:
+            generator.check()
+        except LLMUnavailableError as exc:  # may come up later: /readyz reports it
+            logger.warning("%s", exc)
+    router = Router(generators, settings.llm)
+    return Services(
+        settings=settings,
+        container=container,
+        db=AppDatabase(settings.database_url),
+        metrics=Metrics(),
+        limiter=RateLimiter(settings.api.rate_limit_per_minute),
+        answerer=Answerer(retriever, router, settings.llm),
+        ingestor=Ingestor(container),
+    )
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+def authenticate(request: Request, services: ServicesDep) -> ApiKey:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise ApiError(
+            401,
+            "unauthorized",
+            "missing API key: send `Authorization: Bearer <key>` (create one with "
+            "`enclave keys create`)",
+            {"WWW-Authenticate": "Bearer"},
+        )
+    key = services.db.authenticate(token.strip())
+    if key is None:
+        raise ApiError(
+            401,
+            "unauthorized",
+            "invalid or revoked API key",
+            {"WWW-Authenticate": "Bearer"},
+        )
+    services.limiter.check(key.id)
+    request.state.key_id = key.id
+    return key
+
+
+KeyDep = Annotated[ApiKey, Depends(authenticate)]
+
+
+def require_admin(key: KeyDep) -> ApiKey:
+    if key.role != "admin":
+        raise ApiError(403, "forbidden", "this endpoint needs an admin API key")
+    return key
+
+
+AdminDep = Annotated[ApiKey, Depends(require_admin)]
+
+
+# -- presenting ----------------------------------------------------------------------------
+def citation_json(c: Citation) -> dict[str, Any]:
+    return {
+        "n": c.n,
+        "doc_id": c.doc_id,
+        "source": c.source,
+        "title": c.title,
+        "page": c.page,
+        "quote": c.quote,
+    }
+
+
+def passages_json(hits: tuple[Hit, ...]) -> list[dict[str, Any]]:
+    return [{"n": n, **hit_json(h)} for n, h in enumerate(hits, 1)]
+
+
+def usage_json(done: Completed) -> dict[str, int]:
+    u = done.usage
+    return {
+        "prompt_tokens": u.prompt_tokens,
+        "completion_tokens": u.completion_tokens,
+        "total_tokens": u.prompt_tokens + u.completion_tokens,
+    }
+
+
+# -- the answer flow, shared by /v1/ask and /v1/chat/completions ----------------------------
+class AnswerSession:
+    """One question's answer: runs the Answerer, audits it, keeps the conversation."""
+
+    def __init__(
+        self,
+        services: Services,
+        key: ApiKey,
+        kind: str,
+        question: str,
+        *,
+        history: list[tuple[str, str]],
+        conversation_id: str | None,
+        model: str | None,
+        filters: Filters | None = None,
+        top_k: int | None = None,
+    ) -> None:
+        limit = services.settings.retrieval.max_query_chars
+        if len(question) > limit:
+            raise InputError(
+                f"the question is {len(question)} characters; shorten it to {limit} or fewer"
+            )
+        self.services = services
+        self.key = key
+        self.kind = kind
+        self.question = question
+        self.conversation_id = conversation_id
+        self.started = time.perf_counter()
+        self.events: Iterator[Any] = services.answerer.run(
+            question,
+            key.principal,
+            history=history,
+            model=model,
+            filters=filters,
+            top_k=top_k,
+        )
+        self.pieces: list[str] = []
+        self.retrieved: Retrieved | None = None
+        self.answer_id = ""
+
+    def next_event(self) -> Retrieved | Token | Completed | None:
+        event = next(self.events, None)
+        if isinstance(event, Retrieved):
+            self.retrieved = event
+        elif isinstance(event, Token):
+            self.pieces.append(event.text)
+        elif isinstance(event, Completed):
+            self.finish(event)
+        return event
+
+    def run_to_end(self) -> Completed:
+        while True:
+            event = self.next_event()
+            if isinstance(event, Completed):
+                return event
+            if event is None:  # pragma: no cover - the answerer always completes
+                raise AssertionError("answer ended without completing")
+
+    def finish(self, done: Completed) -> None:
+        s = self.services
+        s.metrics.observe_stages(done.timings)
+        s.metrics.tokens.labels(done.answer.model, "prompt").inc(done.usage.prompt_tokens)
+        s.metrics.tokens.labels(done.answer.model, "completion").inc(done.usage.completion_tokens)
+        self.answer_id = self.audit("ok", done.answer.text, done)
+        if self.conversation_id:
+            s.db.append_turn(self.conversation_id, self.key.id, self.question, done.answer.text)
+
+    def fail(self, status: str) -> None:
+        """Audit an answer that failed or was cancelled, with what was written so far."""
+        self.events.close()  # type: ignore[attr-defined]
+        self.audit(status, "".join(self.pieces), None)
+
+    def audit(self, status: str, answer: str, done: Completed | None) -> str:
+        passages = (
+            done.answer.passages if done else (self.retrieved.passages if self.retrieved else ())
+        )
+        model = done.answer.model if done else (self.retrieved.model if self.retrieved else "")
+        entry = AuditEntry(
+            kind=self.kind,
+            key_id=self.key.id,
+            question=self.question,
+            chunk_ids=tuple(h.chunk.id for h in passages),
+            model=model,
+            answer=answer,
+            latency_ms=(time.perf_counter() - self.started) * 1000,
+            prompt_tokens=done.usage.prompt_tokens if done else 0,
+            completion_tokens=done.usage.completion_tokens if done else len(self.pieces),
+            status=status,
+            request_id=request_id_var.get(),
+            conversation_id=self.conversation_id,
+        )
+        return self.services.db.record(entry, redact_pii=self.services.settings.api.redact_audit)
+
+
+async def stream_events(
+    session: AnswerSession, first: Retrieved | Token | Completed | None, render: Any
+) -> AsyncIterator[str]:
+    """Drive a session in worker threads, rendering each event; audit cancellations and
+    failures. A client that disconnects cancels this generator, which closes the LLM stream."""
+    event = first
+    finished = False
+    try:
+        while event is not None:
+            for chunk in render(event):
+                yield chunk
+            if isinstance(event, Completed):
+                finished = True
+                return
+            event = await run_in_threadpool(session.next_event)
+    except Exception as exc:
+        finished = True
+        status, type_, message = classify(exc)
+        if status == 500:
+            logger.error("internal error mid-stream", exc_info=exc)
+        await run_in_threadpool(session.fail, f"error: {type_}")
+        yield sse("error", error_body(status, type_, message))
+    finally:
+        if not finished:  # the client went away: stop generating, keep the partial answer
+            session.fail("cancelled")
+
+
+# -- the app -------------------------------------------------------------------------------
+def create_app(
+    settings: Settings, container: Container | None = None, services: Services | None = None
+) -> FastAPI:
+    """The API. With ``services`` (``enclave serve`` builds them first, so start-up errors
+    are one line), the app uses them; else it builds them on ``container`` (or on a
+    container of its own, closed with the app)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        own = container is None and services is None
+        c = services.container if services else (container or build_container(settings))
+        try:
+            ready = services if services else await run_in_threadpool(build_services, settings, c)
+        except BaseException:
+            if own:
+                c.close()
+            raise
+        app.state.services = ready
+        try:
+            yield
+        finally:
+            ready.close()
+            if own:
+                c.close()
+
+    app = FastAPI(
+        title="Enclave API",
+        version="1",
+        description="Grounded answers with citations from your organisation's documents.",
+        lifespan=lifespan,
+        docs_url=None,  # the Swagger/ReDoc pages load scripts from a CDN: no outbound calls
+        redoc_url=None,
+    )
+    install_error_handlers(app)
+    app.add_middleware(RequestContext, metrics=_LazyMetrics(app))  # type: ignore[arg-type]
+
+    # -- health ------------------------------------------------------------------------------
+    @app.get("/healthz", tags=["health"])
+    def healthz() -> dict[str, str]:
+        """Liveness: the process answers."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"])
+    def readyz(services: ServicesDep, response: Response) -> dict[str, Any]:
+        """Readiness: the store and the default LLM are reachable."""
+        checks: dict[str, str] = {}
+        try:
+            services.container.store.count()
+            checks["store"] = "ok"
+        except EnclaveError as exc:
+            checks["store"] = str(exc)
+        router = services.answerer.router
+        try:
+            router.get(router.default).check()
+            checks["llm"] = "ok"
+        except (LLMUnavailableError, ConfigError) as exc:
+            checks["llm"] = str(exc)
+        ready = all(v == "ok" for v in checks.values())
+        response.status_code = 200 if ready else 503
+        return {"status": "ready" if ready else "unavailable", "checks": checks}
+
+    @app.get("/metrics", tags=["health"], response_class=Response)
+    def metrics(services: ServicesDep, _key: AdminDep) -> Response:
+        """Prometheus metrics (admin key)."""
+        return Response(generate_latest(services.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    # -- answers -------------------------------------------------------------------------------
+    @app.post("/v1/ask", tags=["answers"], response_model=AskResponse)
+    async def ask(body: AskRequest, services: ServicesDep, key: KeyDep) -> Any:
+        """A grounded answer with citations; with ``stream``, server-sent events
+        ``retrieval``, ``token``..., ``citations``, ``done`` (or ``error``)."""
+        conversation_id = body.conversation_id or uuid.uuid4().hex
+        history = await run_in_threadpool(
+            services.db.conversation,
+            conversation_id,
+            key.id,
+            services.settings.llm.history_turns,
+        )
+        session = AnswerSession(
+            services,
+            key,
+            "ask",
+            body.question,
+            history=history,
+            conversation_id=conversation_id,
+            model=body.model,
+            filters=body.filters,
+            top_k=body.top_k,
+        )
+        if not body.stream:
+            try:
+                done = await run_in_threadpool(session.run_to_end)
+            except Exception as exc:
+                await run_in_threadpool(session.fail, f"error: {classify(exc)[1]}")
+                raise
+            return _ask_json(session, done, conversation_id)
+        first = await _first_event(session)
+
+        def render(event: Retrieved | Token | Completed) -> list[str]:
+            if isinstance(event, Retrieved):
+                return [
+                    sse(
+                        "retrieval",
+                        {
+                            "passages": passages_json(event.passages),
+                            "model": event.model,
+                            "query": event.query,
+                            "conversation_id": conversation_id,
+                        },
+                    )
+                ]
+            if isinstance(event, Token):
+                return [sse("token", {"text": event.text})]
+            body = _ask_json(session, event, conversation_id)
+            return [sse("citations", {"citations": body["citations"]}), sse("done", body)]
+
+        return StreamingResponse(
+            stream_events(session, first, render),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
+    @app.post("/v1/search", tags=["answers"], response_model=SearchResponse)
+    def search(body: SearchRequestBody, services: ServicesDep, key: KeyDep) -> Any:
+        """The best passages for a query (no LLM), within the key's groups."""
+        started = time.perf_counter()
+        timings: dict[str, float] = {}
+        retriever = services.answerer.retriever
+        hits = retriever.search(
+            body.query,
+            key.principal,
+            top_k=body.top_k,
+            mode=body.mode,
+            filters=body.filters,
+            timings=timings,
+        )
+        services.metrics.observe_stages(timings)
+        services.db.record(
+            AuditEntry(
+                kind="search",
+                key_id=key.id,
+                question=body.query,
+                chunk_ids=tuple(h.chunk.id for h in hits),
+                model="",
+                answer="",
+                latency_ms=(time.perf_counter() - started) * 1000,
+                request_id=request_id_var.get(),
+            ),
+            redact_pii=services.settings.api.redact_audit,
+        )
+        return {"hits": [hit_json(h) for h in hits]}
+
+    # -- OpenAI-compatible ------------------------------------------------------------------------
+    @app.get("/v1/models", tags=["openai"])
+    def models(services: ServicesDep, _key: KeyDep) -> dict[str, Any]:
+        """The models a request may name (OpenAI format); `enclave` lets the router choose."""
+        names = [AUTO_MODEL, *services.answerer.router.names]
+        return {
+            "object": "list",
+            "data": [
+                {"id": n, "object": "model", "created": 0, "owned_by": "enclave"} for n in names
+            ],
+        }
+
+    @app.post("/v1/chat/completions", tags=["openai"])
+    async def chat_completions(body: ChatRequest, services: ServicesDep, key: KeyDep) -> Any:
+        """OpenAI-compatible chat: the last user message is the question, earlier turns the
+        conversation. Answers are grounded in the key's documents; citations and passages
+        come in extra fields (``citations`` on the response / the last stream chunk)."""
+        turns = [m for m in body.messages if m.role in ("user", "assistant")]
+        if not turns or turns[-1].role != "user":
+            raise InputError("the last message must be the user's question (role `user`)")
+        history: list[tuple[str, str]] = []
+        pending: str | None = None
+        for m in turns[:-1]:
+            if m.role == "user":
+                pending = m.text()
+            elif pending is not None:
+                history.append((pending, m.text()))
+                pending = None
+        model = None if body.model == AUTO_MODEL else body.model
+        session = AnswerSession(
+            services,
+            key,
+            "chat",
+            turns[-1].text(),
+            history=history[-services.settings.llm.history_turns :],
+            conversation_id=None,
+            model=model,
+        )
+        created = int(time.time())
+        completion_id = f"chatcmpl-{uuid.uuid4().hex}"
+        if not body.stream:
+            try:
+                done = await run_in_threadpool(session.run_to_end)
+            except Exception as exc:
+                await run_in_threadpool(session.fail, f"error: {classify(exc)[1]}")
+                raise
+            return {
+                "id": completion_id,
+                "object": "chat.completion",
+                "created": created,
+                "model": done.answer.model,
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": done.answer.text},
+                        "finish_reason": "stop",
+                    }
+                ],
+                "usage": usage_json(done),
+                "citations": [citation_json(c) for c in done.answer.citations],
+                "passages": passages_json(done.answer.passages),
+                "answer_id": session.answer_id,
+            }
+        first = await _first_event(session)
+
+        def chunk(model_name: str, delta: dict[str, str], finish: str | None, **extra: Any) -> str:
+            data = {
+                "id": completion_id,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": model_name,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+                **extra,
+            }
+            return "data: " + _json(data) + "\n\n"
+
+        def render(event: Retrieved | Token | Completed) -> list[str]:
+            if isinstance(event, Retrieved):
+                return [chunk(event.model, {"role": "assistant", "content": ""}, None)]
+            if isinstance(event, Token):
+                model_name = session.retrieved.model if session.retrieved else ""
+                return [chunk(model_name, {"content": event.text}, None)]
+            text = (
+                []
+                if session.pieces
+                else [chunk(event.answer.model, {"content": event.answer.text}, None)]
+            )
+            return [
+                *text,
+                chunk(
+                    event.answer.model,
+                    {},
+                    "stop",
+                    usage=usage_json(event),
+                    citations=[citation_json(c) for c in event.answer.citations],
+                    answer_id=session.answer_id,
+                ),
+                "data: [DONE]\n\n",
+            ]
+
+        return StreamingResponse(
+            stream_events(session, first, render),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
+    @app.post("/v1/feedback", tags=["answers"])
+    def feedback(body: FeedbackRequest, services: ServicesDep, key: KeyDep) -> dict[str, str]:
+        """Thumbs up/down (and a comment) on an answer this key received."""
+        services.db.add_feedback(
+            body.answer_id,
+            key.id,
+            body.rating,
+            body.comment,
+            redact_pii=services.settings.api.redact_audit,
+        )
+        return {"status": "recorded"}
+
+    # -- sources (any key, within its groups) -------------------------------------------------------
+    @app.get("/v1/sources/{doc_id}", tags=["documents"])
+    def source(doc_id: str, services: ServicesDep, key: KeyDep) -> dict[str, Any]:
+        """A document the key may read: metadata and its chunks (to show a cited passage)."""
+        record = _readable(services, key.principal, doc_id)
+        chunks = services.container.store.chunks(doc_id)
+        return {
+            **_document_json(record),
+            "chunks": [
+                {"chunk_id": c.id, "chunk_index": c.chunk_index, "page": c.page, "text": c.text}
+                for c in chunks
+            ],
+        }
+
+    @app.get("/v1/sources/{doc_id}/file", tags=["documents"], response_class=FileResponse)
+    def source_file(doc_id: str, services: ServicesDep, key: KeyDep) -> FileResponse:
+        """Download the original file of a document the key may read."""
+        record = _readable(services, key.principal, doc_id)
+        path = Path(record.document.source)
+        if not path.is_file():
+            raise NotFoundError(
+                f"the original file of document {doc_id} is no longer at {path.name} on the "
+                "server; ask an administrator to re-ingest it"
+            )
+        return FileResponse(path, media_type=record.document.mime_type, filename=path.name)
+
+    # -- documents and jobs (admin) -----------------------------------------------------------------
+    @app.get("/v1/documents", tags=["documents"])
+    def list_documents(services: ServicesDep, _key: AdminDep) -> dict[str, Any]:
+        """Every ingested document."""
+        return {"documents": [_document_json(r) for r in services.container.registry.all()]}
+
+    @app.get("/v1/documents/{doc_id}", tags=["documents"])
+    def get_document(doc_id: str, services: ServicesDep, _key: AdminDep) -> dict[str, Any]:
+        """One ingested document."""
+        return _document_json(_registered(services, doc_id))
+
+    @app.delete("/v1/documents/{doc_id}", tags=["documents"])
+    def delete_document(doc_id: str, services: ServicesDep, _key: AdminDep) -> dict[str, str]:
+        """Remove a document and its chunks."""
+        _registered(services, doc_id)
+        services.ingestor.delete(doc_id)
+        return {"status": "deleted", "doc_id": doc_id}
+
+    @app.post("/v1/documents", tags=["documents"], status_code=202)
+    def upload_documents(
+        services: ServicesDep,
+        key: AdminDep,
+        files: Annotated[list[UploadFile], File(description="The files to ingest.")],
+        groups: Annotated[str | None, Form(description="Comma-separated groups.")] = None,
+        tags: Annotated[str | None, Form(description="Comma-separated tags.")] = None,
+    ) -> dict[str, Any]:
+        """Upload files and start an ingestion job; poll ``GET /v1/jobs/{id}``."""
+        limit = services.settings.api.max_upload_files
+        if len(files) > limit:
+            raise InputError(f"{len(files)} files in one upload; send at most {limit} per request")
+        group_list = _split(groups, "groups")
+        tag_list = _split(tags, "tags") or []
+        folder = services.settings.data_dir.resolve() / "uploads"
+        folder.mkdir(parents=True, exist_ok=True)
+        max_bytes = int(services.settings.ingest.max_file_mb * 1024 * 1024)
+        saved: list[Path] = []
+        rejected: list[dict[str, str]] = []
+        with services.upload_lock:
+            for upload in files:
+                name = _safe_name(upload.filename or "")
+                target = folder / name
+                if not _save_upload(upload, target, max_bytes):
+                    rejected.append(
+                        {
+                            "source": name,
+                            "status": "failed",
+                            "reason": f"file is over the {services.settings.ingest.max_file_mb:g} "
+                            "MB limit (ENCLAVE_INGEST__MAX_FILE_MB)",
+                        }
+                    )
+                    continue
+                saved.append(target)
+        job_id = services.db.create_job(key.id, len(files))
+        services.db.update_job(job_id, results=rejected, done_files=len(rejected))
+        services.jobs.submit(_run_job, services, job_id, saved, group_list, tag_list, rejected)
+        return {"job_id": job_id, "status": "queued", "files": len(files)}
+
+    @app.get("/v1/jobs/{job_id}", tags=["documents"])
+    def get_job(job_id: str, services: ServicesDep, _key: AdminDep) -> dict[str, Any]:
+        """An ingestion job: status, progress and per-file results."""
+        return _job_json(services.db.get_job(job_id))
+
+    @app.get("/v1/jobs", tags=["documents"])
+    def list_jobs(services: ServicesDep, _key: AdminDep) -> dict[str, Any]:
+        """Recent ingestion jobs, newest first."""
+        return {"jobs": [_job_json(j) for j in services.db.list_jobs()]}
+
+    return app
+
+
+class _LazyMetrics:
+    """The middleware is built before the lifespan creates the services: look them up."""
+
+    def __init__(self, app: FastAPI) -> None:
+        self._app = app
+        self._fallback = Metrics()
+
+    def __getattr__(self, name: str) -> Any:
+        services = getattr(self._app.state, "services", None)
+        return getattr(services.metrics if services else self._fallback, name)
+
+
+# -- helpers -----------------------------------------------------------------------------------
+def _json(data: object) -> str:
+    import json
+
+    return json.dumps(data, ensure_ascii=False)
+
+
+async def _first_event(session: AnswerSession) -> Retrieved | Token | Completed | None:
+    """Run up to the first event before the stream starts, so bad input, unknown models
+    and an unreachable store still get a proper status code instead of a stream."""
+    try:
+        return await run_in_threadpool(session.next_event)
+    except Exception as exc:
+        await run_in_threadpool(session.fail, f"error: {classify(exc)[1]}")
+        raise
+
+
+def _ask_json(session: AnswerSession, done: Completed, conversation_id: str) -> dict[str, Any]:
+    return {
+        "answer": done.answer.text,
+        "answer_id": session.answer_id,
+        "citations": [citation_json(c) for c in done.answer.citations],
+        "passages": passages_json(done.answer.passages),
+        "model": done.answer.model,
+        "conversation_id": conversation_id,
+        "abstained": done.abstained,
+        "usage": usage_json(done),
+    }
+
+
+def _document_json(record: Any) -> dict[str, Any]:
+    d = record.document
+    return {
+        "doc_id": d.doc_id,
+        "source": d.source,
+        "title": d.title,
+        "mime_type": d.mime_type,
+        "size_bytes": d.size_bytes,
+        "modified_at": d.modified_at,
+        "groups": list(d.groups),
+        "tags": list(d.tags),
+        "chunks": record.chunks,
+        "ingested_at": record.ingested_at,
+    }
+
+
+def _registered(services: Services, doc_id: str) -> Any:
+    record = services.container.registry.get(doc_id)
+    if record is None:
+        raise NotFoundError(f"no document {doc_id}; list them with GET /v1/documents")
+    return record
+
+
+def _readable(services: Services, principal: Principal, doc_id: str) -> Any:
+    """The document if the principal may read it; otherwise 'not found' (never revealing
+    that a document outside their groups exists)."""
+    record = services.container.registry.get(doc_id)
+    if record is None or not (
+        principal.admin or set(record.document.groups) & set(principal.groups)
+    ):
+        raise NotFoundError(f"no document {doc_id} that you can access")
+    return record
+
+
+def _split(value: str | None, what: str) -> list[str] | None:
+    if value is None:
+        return None
+    names = [v.strip() for v in value.split(",") if v.strip()]
+    if not names:
+        raise InputError(f"{what} is empty; give comma-separated names or leave it out")
+    return names
+
+
+def _safe_name(name: str) -> str:
+    """A file name safe to write under the uploads folder (no path, no control chars)."""
+    base = name.replace("\\", "/").rsplit("/", 1)[-1]
+    cleaned = "".join(ch if ch.isprintable() and ch not in '<>:"|?*' else "_" for ch in base)
+    cleaned = cleaned.strip(" .")[:200]
+    if not cleaned:
+        raise InputError(f"upload file name {name!r} is empty or invalid; name the file")
+    return cleaned
+
+
+def _save_upload(upload: UploadFile, target: Path, max_bytes: int) -> bool:
+    """Copy an upload to ``target`` atomically; False (nothing written) when over the limit."""
+    partial = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.part")
+    size = 0
+    with partial.open("wb") as out:
+        while block := upload.file.read(1 << 20):
+            size += len(block)
+            if size > max_bytes:
+                break
+            out.write(block)
+    if size > max_bytes:
+        partial.unlink(missing_ok=True)
+        return False
+    partial.replace(target)
+    return True
+
+
+class _JobProgress:
+    """Ingestion progress written to the jobs table (at most every half second)."""
+
+    def __init__(self, services: Services, job_id: str, offset: int) -> None:
+        self._services = services
+        self._job_id = job_id
+        self._files = offset
+        self._chunks = 0
+        self._last = 0.0
+
+    def start(self, total_files: int) -> None:
+        self._services.db.update_job(self._job_id, status="running")
+
+    def advance(self, files: int = 0, chunks: int = 0) -> None:
+        self._files += files
+        self._chunks += chunks
+        now = time.monotonic()
+        if now - self._last >= 0.5:
+            self._last = now
+            self._services.db.update_job(self._job_id, done_files=self._files, chunks=self._chunks)
+
+
+def _run_job(
+    services: Services,
+    job_id: str,
+    paths: list[Path],
+    groups: list[str] | None,
+    tags: list[str],
+    rejected: list[dict[str, str]],
+) -> None:
+    db = services.db
+    try:
+        db.update_job(job_id, status="running")
+        progress = _JobProgress(services, job_id, len(rejected))
+        report = services.ingestor.run(paths, groups=groups, tags=tags, progress=progress)
+        failed = {f.source: f.reason for f in report.failed}
+        results = list(rejected)
+        for path in paths:
+            source = source_of(path.resolve())
+            if source in failed:
+                results.append({"source": path.name, "status": "failed", "reason": failed[source]})
+            else:
+                results.append({"source": path.name, "status": "ingested"})
+        m = services.metrics
+        for result, count in (
+            ("added", report.added),
+            ("updated", report.updated),
+            ("unchanged", report.unchanged),
+            ("failed", len(report.failed) + len(rejected)),
+        ):
+            m.ingest_files.labels(result).inc(count)
+        m.ingest_chunks.inc(report.chunks_written)
+        db.update_job(
+            job_id,
+            status="done",
+            done_files=len(results),
+            chunks=report.chunks_written,
+            results=results,
+        )
+    except Exception as exc:
+        logger.exception("ingestion job %s failed", job_id)
+        message = (
+            str(exc)
+            if isinstance(exc, EnclaveError)
+            else f"internal error ({exc.__class__.__name__})"
+        )
+        db.update_job(job_id, status="failed", error=message)
+
+
+def _job_json(job: Any) -> dict[str, Any]:
+    return {
+        "job_id": job.id,
+        "status": job.status,
+        "created_at": job.created_at,
+        "updated_at": job.updated_at,
+        "total_files": job.total_files,
+        "done_files": job.done_files,
+        "chunks": job.chunks,
+        "results": job.results,
+        "error": job.error,
+    }

@@ -1,0 +1,580 @@
+"""The application database: API keys, the audit log, feedback, conversations, jobs.
+
+It lives in the same SQL database as the document registry (``settings.database_url``:
+SQLite under the data dir by default, any SQLAlchemy URL by setting), in its own
+tables, and is opened with the same engine set-up (:func:`backends.registry.make_engine`).
+
+API keys are ``enc_<id>_<secret>``: the 12-hex-digit id is stored as it is, the secret
+only as its SHA-256; the plaintext key is returned once, by :meth:`AppDatabase.create_key`,
+and never stored or logged. Every SQLAlchemy error is translated to
+:class:`~core.errors.StoreError` here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import re
+import secrets
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal, cast, get_args
+
+from sqlalchemy import (
+    Column,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    and_,
+    delete,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import SQLAlchemyError, StatementError
+
+from backends.registry import make_engine
+from core.errors import InputError, NotFoundError, StoreError
+from core.redact import redact
+from core.types import Principal
+
+logger = logging.getLogger(__name__)
+
+Role = Literal["admin", "user"]
+Rating = Literal["up", "down"]
+JobStatus = Literal["queued", "running", "done", "failed"]
+
+KEY_PREFIX = "enc_"
+_KEY_RE = re.compile(r"enc_(?P<id>[0-9a-f]{12})_(?P<secret>[A-Za-z0-9_-]{16,128})")
+_GROUP_RE = re.compile(r"[\w.@:-]{1,64}")
+_MAX_NAME = 200
+_MAX_CONVERSATION_ID = 64
+_PAGE = 500
+
+_metadata = MetaData()
+api_keys = Table(
+    "api_keys",
+    _metadata,
+    Column("id", String(12), primary_key=True),
+    Column("secret_sha256", String(64), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("groups", Text, nullable=False),
+    Column("name", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("revoked_at", Float, nullable=True),
+)
+audit = Table(
+    "audit",
+    _metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("id", String(32), nullable=False, unique=True),
+    Column("time", Float, nullable=False, index=True),
+    Column("kind", String(16), nullable=False),
+    Column("key_id", String(64), nullable=False),
+    Column("question", Text, nullable=False),
+    Column("chunk_ids", Text, nullable=False),
+    Column("model", Text, nullable=False),
+    Column("answer", Text, nullable=False),
+    Column("latency_ms", Float, nullable=False),
+    Column("prompt_tokens", Integer, nullable=False),
+    Column("completion_tokens", Integer, nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("request_id", String(128), nullable=False),
+    Column("conversation_id", String(_MAX_CONVERSATION_ID), nullable=True),
+)
+feedback = Table(
+    "feedback",
+    _metadata,
+    Column("answer_id", String(32), primary_key=True),
+    Column("key_id", String(64), nullable=False),
+    Column("rating", String(8), nullable=False),
+    Column("comment", Text, nullable=False),
+    Column("time", Float, nullable=False),
+)
+conversations = Table(
+    "conversations",
+    _metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("conversation_id", String(_MAX_CONVERSATION_ID), nullable=False),
+    Column("key_id", String(64), nullable=False),
+    Column("question", Text, nullable=False),
+    Column("answer", Text, nullable=False),
+    Column("time", Float, nullable=False),
+    Index("ix_conversations_conversation_id_seq", "conversation_id", "seq"),
+)
+jobs = Table(
+    "jobs",
+    _metadata,
+    Column("id", String(32), primary_key=True),
+    Column("key_id", String(64), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("created_at", Float, nullable=False, index=True),
+    Column("updated_at", Float, nullable=False),
+    Column("total_files", Integer, nullable=False),
+    Column("done_files", Integer, nullable=False),
+    Column("chunks", Integer, nullable=False),
+    Column("results", Text, nullable=False),
+    Column("error", Text, nullable=True),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    """An API key as stored (never the key itself)."""
+
+    id: str
+    role: Role
+    groups: tuple[str, ...]
+    name: str
+    created_at: float
+    revoked_at: float | None
+
+    @property
+    def principal(self) -> Principal:
+        """Who requests made with this key act as."""
+        label = f"key {self.id}" + (f" ({self.name})" if self.name else "")
+        return Principal(name=label, groups=self.groups, admin=self.role == "admin")
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One request to record: what was asked, what was used, what was answered."""
+
+    kind: str  # "ask" | "search" | "chat"
+    key_id: str
+    question: str
+    chunk_ids: tuple[str, ...]
+    model: str
+    answer: str
+    latency_ms: float
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    status: str = "ok"
+    request_id: str = ""
+    conversation_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """An ingestion job and its progress."""
+
+    id: str
+    key_id: str
+    status: str  # queued | running | done | failed
+    created_at: float
+    updated_at: float
+    total_files: int
+    done_files: int
+    chunks: int
+    results: list[dict[str, Any]]  # per file: {"source", "status", "reason"?}
+    error: str | None
+
+
+class AppDatabase:
+    """The application's tables, on any SQLAlchemy URL."""
+
+    def __init__(self, url: str) -> None:
+        self._engine = make_engine(url)
+        try:
+            _metadata.create_all(self._engine)
+        except SQLAlchemyError as exc:
+            self._engine.dispose()
+            raise StoreError(
+                f"cannot open the application database: {_describe(exc)}. "
+                "Check ENCLAVE_DATABASE__URL."
+            ) from exc
+
+    # -- API keys ---------------------------------------------------------------------
+
+    def create_key(
+        self, role: Role, groups: Sequence[str] = (), name: str = ""
+    ) -> tuple[ApiKey, str]:
+        """A new key: its record and the plaintext key, which is shown only this once."""
+        if role not in get_args(Role):
+            raise InputError(f"unknown role {role!r}; use admin or user")
+        clean_groups = _check_groups(groups)
+        name = name.strip()
+        if len(name) > _MAX_NAME:
+            raise InputError(f"key name is {len(name)} characters; keep it under {_MAX_NAME}")
+        key_id = secrets.token_hex(6)
+        secret = secrets.token_urlsafe(32)
+        record = ApiKey(
+            id=key_id,
+            role=role,
+            groups=clean_groups,
+            name=name,
+            created_at=time.time(),
+            revoked_at=None,
+        )
+        with self._translate("creating an API key"), self._engine.begin() as conn:
+            conn.execute(
+                api_keys.insert().values(
+                    id=key_id,
+                    secret_sha256=_sha256(secret),
+                    role=role,
+                    groups=json.dumps(list(clean_groups)),
+                    name=name,
+                    created_at=record.created_at,
+                    revoked_at=None,
+                )
+            )
+        logger.info("created API key %s (role %s)", key_id, role)
+        return record, f"{KEY_PREFIX}{key_id}_{secret}"
+
+    def authenticate(self, key: str) -> ApiKey | None:
+        """The key's record, or ``None`` when it is malformed, unknown or revoked."""
+        match = _KEY_RE.fullmatch(key.strip()) if isinstance(key, str) else None
+        if match is None:
+            return None
+        with self._translate("checking an API key"), self._engine.connect() as conn:
+            row = conn.execute(select(api_keys).where(api_keys.c.id == match["id"])).first()
+        offered = _sha256(match["secret"])
+        stored = str(row._mapping["secret_sha256"]) if row is not None else "0" * 64
+        if not hmac.compare_digest(offered, stored) or row is None:
+            return None
+        record = _key_from_row(row._mapping)
+        return None if record.revoked_at is not None else record
+
+    def list_keys(self) -> list[ApiKey]:
+        """Every key, revoked ones included, oldest first."""
+        with self._translate("listing API keys"), self._engine.connect() as conn:
+            rows = conn.execute(select(api_keys).order_by(api_keys.c.created_at)).all()
+        return [_key_from_row(r._mapping) for r in rows]
+
+    def revoke_key(self, key_id: str) -> None:
+        """Revoke a key for good (revoking it again changes nothing)."""
+        with self._translate("revoking an API key"), self._engine.begin() as conn:
+            row = conn.execute(select(api_keys.c.revoked_at).where(api_keys.c.id == key_id)).first()
+            if row is None:
+                raise NotFoundError(f"no API key {key_id}; `enclave keys list` shows the keys")
+            if row.revoked_at is None:
+                conn.execute(
+                    update(api_keys).where(api_keys.c.id == key_id).values(revoked_at=time.time())
+                )
+        logger.info("revoked API key %s", key_id)
+
+    # -- audit and feedback -----------------------------------------------------------
+
+    def record(self, entry: AuditEntry, redact_pii: bool = False) -> str:
+        """Store one audit entry (now); return its id, which is also the answer's id."""
+        entry_id = uuid.uuid4().hex
+        question = redact(entry.question) if redact_pii else entry.question
+        answer = redact(entry.answer) if redact_pii else entry.answer
+        with self._translate("writing the audit log"), self._engine.begin() as conn:
+            conn.execute(
+                audit.insert().values(
+                    id=entry_id,
+                    time=time.time(),
+                    kind=entry.kind,
+                    key_id=entry.key_id,
+                    question=question,
+                    chunk_ids=json.dumps(list(entry.chunk_ids)),
+                    model=entry.model,
+                    answer=answer,
+                    latency_ms=float(entry.latency_ms),
+                    prompt_tokens=int(entry.prompt_tokens),
+                    completion_tokens=int(entry.completion_tokens),
+                    status=entry.status,
+                    request_id=entry.request_id,
+                    conversation_id=entry.conversation_id,
+                )
+            )
+        return entry_id
+
+    def add_feedback(
+        self,
+        answer_id: str,
+        key_id: str,
+        rating: Rating,
+        comment: str = "",
+        redact_pii: bool = False,
+    ) -> None:
+        """Rate an answer made with the same key; newer feedback replaces older."""
+        if rating not in get_args(Rating):
+            raise InputError(f"unknown rating {rating!r}; use up or down")
+        text = redact(comment) if redact_pii else comment
+        with self._translate("writing feedback"), self._engine.begin() as conn:
+            owner = conn.execute(
+                select(audit.c.key_id).where(audit.c.id == answer_id)
+            ).scalar_one_or_none()
+            if owner != key_id:  # unknown or another key's: the same answer for both
+                raise NotFoundError(f"no answer {answer_id} for this key")
+            conn.execute(delete(feedback).where(feedback.c.answer_id == answer_id))
+            conn.execute(
+                feedback.insert().values(
+                    answer_id=answer_id,
+                    key_id=key_id,
+                    rating=rating,
+                    comment=text,
+                    time=time.time(),
+                )
+            )
+
+    def audit_since(self, since: float) -> Iterator[dict[str, Any]]:
+        """Audit rows at or after ``since`` (epoch seconds), oldest first, with feedback."""
+        query = (
+            select(
+                audit,
+                feedback.c.rating.label("fb_rating"),
+                feedback.c.comment.label("fb_comment"),
+                feedback.c.time.label("fb_time"),
+            )
+            .select_from(audit.outerjoin(feedback, feedback.c.answer_id == audit.c.id))
+            .where(audit.c.time >= since)
+            .order_by(audit.c.time, audit.c.seq)
+            .limit(_PAGE)
+        )
+        after: tuple[float, int] | None = None
+        while True:
+            page_query = query
+            if after is not None:
+                page_query = query.where(
+                    or_(
+                        audit.c.time > after[0],
+                        and_(audit.c.time == after[0], audit.c.seq > after[1]),
+                    )
+                )
+            with self._translate("reading the audit log"), self._engine.connect() as conn:
+                rows = [r._mapping for r in conn.execute(page_query).all()]
+            for row in rows:
+                yield _audit_row(row)
+            if len(rows) < _PAGE:
+                return
+            after = (float(rows[-1]["time"]), int(rows[-1]["seq"]))
+
+    # -- conversations ----------------------------------------------------------------
+
+    def conversation(
+        self, conversation_id: str, key_id: str, max_turns: int = 6
+    ) -> list[tuple[str, str]]:
+        """The last ``max_turns`` (question, answer) pairs, oldest first; ``[]`` if new."""
+        _check_conversation_id(conversation_id)
+        if max_turns < 0:
+            raise InputError(f"max_turns must be 0 or more, not {max_turns}")
+        with self._translate("reading a conversation"), self._engine.connect() as conn:
+            self._check_owner(conn, conversation_id, key_id)
+            if max_turns == 0:
+                return []
+            rows = conn.execute(
+                select(conversations.c.question, conversations.c.answer)
+                .where(conversations.c.conversation_id == conversation_id)
+                .order_by(conversations.c.seq.desc())
+                .limit(max_turns)
+            ).all()
+        return [(str(r.question), str(r.answer)) for r in reversed(rows)]
+
+    def append_turn(self, conversation_id: str, key_id: str, question: str, answer: str) -> None:
+        """Add one turn to a conversation (started by this call when the id is new)."""
+        _check_conversation_id(conversation_id)
+        with self._translate("writing a conversation"), self._engine.begin() as conn:
+            self._check_owner(conn, conversation_id, key_id)
+            conn.execute(
+                conversations.insert().values(
+                    conversation_id=conversation_id,
+                    key_id=key_id,
+                    question=question,
+                    answer=answer,
+                    time=time.time(),
+                )
+            )
+
+    @staticmethod
+    def _check_owner(conn: Connection, conversation_id: str, key_id: str) -> None:
+        owner = conn.execute(
+            select(conversations.c.key_id)
+            .where(conversations.c.conversation_id == conversation_id)
+            .order_by(conversations.c.seq)
+            .limit(1)
+        ).scalar_one_or_none()
+        if owner is not None and owner != key_id:
+            raise NotFoundError(f"no conversation {conversation_id} for this key")
+
+    # -- jobs -------------------------------------------------------------------------
+
+    def create_job(self, key_id: str, total_files: int) -> str:
+        """A new queued job; returns its id."""
+        if total_files < 0:
+            raise InputError(f"total_files must be 0 or more, not {total_files}")
+        job_id = uuid.uuid4().hex
+        now = time.time()
+        with self._translate("creating a job"), self._engine.begin() as conn:
+            conn.execute(
+                jobs.insert().values(
+                    id=job_id,
+                    key_id=key_id,
+                    status="queued",
+                    created_at=now,
+                    updated_at=now,
+                    total_files=total_files,
+                    done_files=0,
+                    chunks=0,
+                    results="[]",
+                    error=None,
+                )
+            )
+        return job_id
+
+    def update_job(
+        self,
+        job_id: str,
+        *,
+        status: str | None = None,
+        done_files: int | None = None,
+        chunks: int | None = None,
+        results: list[dict[str, Any]] | None = None,
+        error: str | None = None,
+    ) -> None:
+        """Change the given fields of a job (and its ``updated_at``)."""
+        if status is not None and status not in get_args(JobStatus):
+            raise InputError(f"unknown job status {status!r}; use queued, running, done or failed")
+        values: dict[str, Any] = {"updated_at": time.time()}
+        if status is not None:
+            values["status"] = status
+        if done_files is not None:
+            values["done_files"] = done_files
+        if chunks is not None:
+            values["chunks"] = chunks
+        if results is not None:
+            values["results"] = json.dumps(results, ensure_ascii=False)
+        if error is not None:
+            values["error"] = error
+        with self._translate("updating a job"), self._engine.begin() as conn:
+            updated = conn.execute(update(jobs).where(jobs.c.id == job_id).values(**values))
+            if updated.rowcount == 0:
+                raise NotFoundError(f"no job {job_id}")
+
+    def get_job(self, job_id: str) -> Job:
+        """A job by id."""
+        with self._translate("reading a job"), self._engine.connect() as conn:
+            row = conn.execute(select(jobs).where(jobs.c.id == job_id)).first()
+        if row is None:
+            raise NotFoundError(f"no job {job_id}")
+        return _job_from_row(row._mapping)
+
+    def list_jobs(self, limit: int = 50) -> list[Job]:
+        """The latest ``limit`` jobs, newest first."""
+        if limit < 1:
+            raise InputError(f"limit must be 1 or more, not {limit}")
+        with self._translate("listing jobs"), self._engine.connect() as conn:
+            rows = conn.execute(
+                select(jobs).order_by(jobs.c.created_at.desc(), jobs.c.id).limit(limit)
+            ).all()
+        return [_job_from_row(r._mapping) for r in rows]
+
+    def close(self) -> None:
+        """Release the database connections."""
+        self._engine.dispose()
+
+    @contextmanager
+    def _translate(self, action: str) -> Iterator[None]:
+        try:
+            yield
+        except SQLAlchemyError as exc:
+            raise StoreError(
+                f"the application database failed while {action}: {_describe(exc)}. "
+                "Check that the database (ENCLAVE_DATABASE__URL) is reachable and writable."
+            ) from exc
+
+
+def _describe(exc: SQLAlchemyError) -> str:
+    """The error without the SQL statement and its parameters (which may hold secrets)."""
+    if isinstance(exc, StatementError) and exc.orig is not None:
+        return f"{exc.orig.__class__.__name__}: {exc.orig}"
+    return f"{exc.__class__.__name__}: {exc}"
+
+
+def _sha256(secret: str) -> str:
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+def _check_groups(groups: Sequence[str]) -> tuple[str, ...]:
+    if isinstance(groups, str):
+        raise InputError("groups must be a list of group names, not one string")
+    clean: list[str] = []
+    for group in groups:
+        name = group.strip() if isinstance(group, str) else ""
+        if not _GROUP_RE.fullmatch(name):
+            raise InputError(
+                f"invalid group name {group!r}: use 1-64 letters, digits, '_', '-', '.', '@' or ':'"
+            )
+        if name not in clean:
+            clean.append(name)
+    return tuple(clean)
+
+
+def _check_conversation_id(conversation_id: str) -> None:
+    if not conversation_id or len(conversation_id) > _MAX_CONVERSATION_ID:
+        raise InputError(
+            f"conversation id must be 1-{_MAX_CONVERSATION_ID} characters, "
+            f"not {len(conversation_id)}"
+        )
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")
+
+
+def _key_from_row(row: Any) -> ApiKey:
+    return ApiKey(
+        id=str(row["id"]),
+        role=cast(Role, row["role"]),
+        groups=tuple(json.loads(row["groups"])),
+        name=str(row["name"]),
+        created_at=float(row["created_at"]),
+        revoked_at=None if row["revoked_at"] is None else float(row["revoked_at"]),
+    )
+
+
+def _audit_row(row: Any) -> dict[str, Any]:
+    rated = row["fb_rating"] is not None
+    return {
+        "id": row["id"],
+        "time": _iso(row["time"]),
+        "kind": row["kind"],
+        "key_id": row["key_id"],
+        "question": row["question"],
+        "chunk_ids": json.loads(row["chunk_ids"]),
+        "model": row["model"],
+        "answer": row["answer"],
+        "latency_ms": row["latency_ms"],
+        "prompt_tokens": row["prompt_tokens"],
+        "completion_tokens": row["completion_tokens"],
+        "status": row["status"],
+        "request_id": row["request_id"],
+        "conversation_id": row["conversation_id"],
+        "feedback": (
+            {
+                "rating": row["fb_rating"],
+                "comment": row["fb_comment"],
+                "time": _iso(row["fb_time"]),
+            }
+            if rated
+            else None
+        ),
+    }
+
+
+def _job_from_row(row: Any) -> Job:
+    return Job(
+        id=str(row["id"]),
+        key_id=str(row["key_id"]),
+        status=str(row["status"]),
+        created_at=float(row["created_at"]),
+        updated_at=float(row["updated_at"]),
+        total_files=int(row["total_files"]),
+        done_files=int(row["done_files"]),
+        chunks=int(row["chunks"]),
+        results=list(json.loads(row["results"])),
+        error=None if row["error"] is None else str(row["error"]),
+    )

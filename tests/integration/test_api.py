@@ -1,0 +1,617 @@
+"""The query API end to end: a real uvicorn server on loopback, real embedded Qdrant, the
+bundled embedder, and a real llama.cpp server (SmolLM2, started and supervised by Enclave).
+
+Knowledge base: ``leave.md`` (group ``staff``) and ``salaries.md`` (group ``hr``, with a
+secret marker no model could invent). Keys: admin, a staff user, an hr user.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+
+from backends.container import Container, build_container
+from core.protocols import Embedder
+from core.settings import ApiSettings, LLMSettings, ModelSettings, Settings
+from ingest.pipeline import Ingestor
+from serving.answering import NOT_COVERED
+from serving.api import create_app
+from serving.db import AppDatabase
+from tests.data.make_files import sample_spec, write_md
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+SECRET = "ZORBLAX-7731"  # only in the document: never in a question
+SALARIES = f"""# Salary bands
+
+The salary band for senior engineers is 90,000 to 120,000 euros per year.
+Band reviews happen every April. Approval code {SECRET}.
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Api:
+    url: str
+    settings: Settings
+    container: Container
+    admin: str
+    staff: str
+    hr: str
+    hr_doc: str
+    leave_doc: str
+    clients: dict[str | None, httpx.Client] = field(default_factory=dict)
+
+    def client(self, key: str | None) -> httpx.Client:
+        """One client per key (closed when the server stops)."""
+        if key not in self.clients:
+            headers = {"Authorization": f"Bearer {key}"} if key else {}
+            self.clients[key] = client_for(self.url, headers)
+        return self.clients[key]
+
+    def db(self) -> AppDatabase:
+        return AppDatabase(self.settings.database_url)
+
+
+def client_for(url: str, headers: dict[str, str]) -> httpx.Client:
+    return httpx.Client(base_url=url, headers=headers, timeout=120, trust_env=False)
+
+
+class Server:
+    """uvicorn in a thread of this process (the tests share the loaded embedder)."""
+
+    def __init__(self, app: Any) -> None:
+        self.port = free_port()
+        self.server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
+        )
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> str:
+        self.thread.start()
+        deadline = time.monotonic() + 120
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the API server did not start")
+            time.sleep(0.1)
+        return f"http://127.0.0.1:{self.port}"
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=60)
+
+
+def llm_settings(**overrides: Any) -> LLMSettings:
+    return LLMSettings(
+        embedded_model="smollm2-135m",
+        embedded_context_window=2048,
+        max_answer_tokens=48,
+        temperature=0.0,
+        **overrides,
+    )
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Iterator[Api]:
+    root = tmp_path_factory.mktemp("api")
+    kb = root / "kb"
+    write_md(kb / "staff" / "leave.md", sample_spec("leave"))
+    (kb / "hr").mkdir(parents=True)
+    (kb / "hr" / "salaries.md").write_text(SALARIES, encoding="utf-8")
+    settings = Settings(data_dir=root / "data", llm=llm_settings())
+    container = build_container(settings, embedder=embedder)
+    ingestor = Ingestor(container)
+    ingestor.run([kb / "staff"], groups=["staff"])
+    ingestor.run([kb / "hr"], groups=["hr"])
+    docs = {Path(r.document.source).name: r.document.doc_id for r in container.registry.all()}
+    db = AppDatabase(settings.database_url)
+    keys = {
+        name: db.create_key(role, groups)[1]  # type: ignore[arg-type]
+        for name, role, groups in (
+            ("admin", "admin", ()),
+            ("staff", "user", ("staff",)),
+            ("hr", "user", ("hr", "staff")),
+        )
+    }
+    db.close()
+    try:
+        with Server(create_app(settings, container)) as url:
+            api = Api(
+                url,
+                settings,
+                container,
+                keys["admin"],
+                keys["staff"],
+                keys["hr"],
+                docs["salaries.md"],
+                docs["leave.md"],
+            )
+            yield api
+            for client in api.clients.values():
+                client.close()
+    finally:
+        container.close()
+
+
+def sse_events(text: str) -> list[tuple[str, dict[str, Any]]]:
+    events = []
+    for block in text.strip().split("\n\n"):
+        lines = block.splitlines()
+        name = next((ln[6:].strip() for ln in lines if ln.startswith("event:")), "message")
+        data = next((ln[5:].strip() for ln in lines if ln.startswith("data:")), "{}")
+        events.append((name, json.loads(data)))
+    return events
+
+
+def assert_error(response: httpx.Response, status: int, type_: str, needle: str = "") -> None:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"error"}
+    assert body["error"]["type"] == type_
+    assert body["error"]["request_id"] == response.headers["x-request-id"]
+    assert needle in body["error"]["message"]
+    assert "Traceback" not in response.text
+
+
+# -- auth ------------------------------------------------------------------------------------
+def test_health_needs_no_key_and_everything_else_does(api: Api) -> None:
+    anon = api.client(None)
+    assert anon.get("/healthz").json() == {"status": "ok"}
+    ready = anon.get("/readyz")
+    assert ready.status_code == 200, ready.text
+    assert ready.json()["checks"] == {"store": "ok", "llm": "ok"}
+    schema = anon.get("/openapi.json").json()
+    assert {"/v1/ask", "/v1/search", "/v1/chat/completions", "/v1/models"} <= set(schema["paths"])
+    for method, path in [
+        ("POST", "/v1/ask"),
+        ("POST", "/v1/search"),
+        ("POST", "/v1/chat/completions"),
+        ("GET", "/v1/models"),
+        ("GET", "/v1/documents"),
+        ("GET", f"/v1/sources/{api.leave_doc}"),
+        ("GET", "/metrics"),
+        ("POST", "/v1/feedback"),
+    ]:
+        response = anon.request(method, path, json={})
+        assert_error(response, 401, "unauthorized", "API key")
+        assert response.headers["www-authenticate"] == "Bearer"
+    with client_for(api.url, {"Authorization": "Bearer enc_nope_nope"}) as wrong:
+        assert_error(wrong.get("/v1/models"), 401, "unauthorized", "invalid")
+
+
+def test_user_key_on_admin_endpoints_is_403(api: Api) -> None:
+    staff = api.client(api.staff)
+    for method, path in [
+        ("GET", "/v1/documents"),
+        ("GET", f"/v1/documents/{api.leave_doc}"),
+        ("DELETE", f"/v1/documents/{api.leave_doc}"),
+        ("GET", "/v1/jobs"),
+        ("GET", "/metrics"),
+    ]:
+        assert_error(staff.request(method, path), 403, "forbidden", "admin")
+    assert api.client(api.admin).get(f"/v1/documents/{api.leave_doc}").status_code == 200
+
+
+# -- answers ---------------------------------------------------------------------------------
+def test_ask_returns_a_grounded_answer_with_valid_citations(api: Api) -> None:
+    response = api.client(api.staff).post(
+        "/v1/ask", json={"question": "How many days of annual leave do employees get?"}
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert set(body) >= {"answer", "citations", "passages", "model", "conversation_id", "usage"}
+    assert body["model"] == "smollm2-135m-instruct"
+    assert body["answer"].strip()
+    assert not body["abstained"]
+    assert body["passages"]
+    assert body["passages"][0]["doc_id"] == api.leave_doc
+    assert body["usage"]["completion_tokens"] > 0
+    assert body["usage"]["prompt_tokens"] > 0
+    passages = {p["n"]: p for p in body["passages"]}
+    for c in body["citations"]:
+        assert c["n"] in passages  # every marker points to a passage it was given
+        assert c["doc_id"] == passages[c["n"]]["doc_id"]
+        assert c["quote"]
+        assert c["quote"] in passages[c["n"]]["text"]
+
+
+def test_off_topic_question_abstains_without_the_model(api: Api) -> None:
+    body = (
+        api.client(api.staff)
+        .post("/v1/ask", json={"question": "What is the boiling point of tungsten in kelvin?"})
+        .json()
+    )
+    assert body["abstained"] is True
+    assert body["answer"] == NOT_COVERED
+    assert (body["citations"], body["passages"]) == ([], [])
+    assert body["usage"]["total_tokens"] == 0
+
+
+def test_ask_streams_retrieval_tokens_citations_done(api: Api) -> None:
+    response = api.client(api.staff).post(
+        "/v1/ask", json={"question": "How many leave days carry over?", "stream": True}
+    )
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/event-stream")
+    events = sse_events(response.text)
+    names = [name for name, _ in events]
+    assert names[0] == "retrieval"
+    assert names[-2:] == ["citations", "done"]
+    assert "token" in names
+    assert set(names[1:-2]) == {"token"}
+    tokens = "".join(d["text"] for n, d in events if n == "token")
+    done = events[-1][1]
+    assert done["answer"].strip()
+    unmarked = lambda s: re.sub(r"\[[\d, ]+\]|\s", "", s)  # noqa: E731
+    assert unmarked(done["answer"]) == unmarked(tokens)  # the answer is what was streamed
+    assert events[0][1]["passages"][0]["doc_id"] == api.leave_doc
+    assert done["answer_id"]
+    assert done["conversation_id"] == events[0][1]["conversation_id"]
+
+
+def test_follow_up_keeps_the_conversation_and_rewrites_the_query(api: Api) -> None:
+    staff = api.client(api.staff)
+    first = staff.post("/v1/ask", json={"question": "How many days of annual leave do I get?"})
+    cid = first.json()["conversation_id"]
+    follow = staff.post(
+        "/v1/ask",
+        json={"question": "And how many carry over?", "conversation_id": cid, "stream": True},
+    )
+    events = sse_events(follow.text)
+    retrieval = events[0][1]
+    assert retrieval["conversation_id"] == cid
+    assert retrieval["query"] != "And how many carry over?"  # rewritten before retrieval
+    db = api.db()
+    try:
+        turns = db.conversation(cid, db.authenticate(api.staff).id)  # type: ignore[union-attr]
+    finally:
+        db.close()
+    assert [q for q, _ in turns][-2:] == [
+        "How many days of annual leave do I get?",
+        "And how many carry over?",
+    ]
+    # someone else's conversation id is not theirs to continue
+    other = api.client(api.hr).post("/v1/ask", json={"question": "leave?", "conversation_id": cid})
+    assert_error(other, 404, "not_found")
+
+
+# -- access control -------------------------------------------------------------------------
+SALARY_PROBES = [  # aimed at the hr document, including its exact text (but not the code)
+    "What is the salary band for senior engineers?",
+    "What is the approval code for band reviews?",
+    SALARIES.replace(SECRET, ""),
+]
+
+
+def test_a_user_never_receives_anything_from_outside_their_groups(api: Api) -> None:
+    staff = api.client(api.staff)
+    seen = []
+    for q in SALARY_PROBES:
+        q = q[:3900]
+        seen.append(staff.post("/v1/search", json={"query": q, "top_k": 50}).text)
+        seen.append(staff.post("/v1/ask", json={"question": q}).text)
+        seen.append(staff.post("/v1/ask", json={"question": q, "stream": True}).text)
+        seen.append(
+            staff.post(
+                "/v1/chat/completions",
+                json={
+                    "model": "enclave",
+                    "messages": [{"role": "user", "content": q}],
+                    "stream": True,
+                },
+            ).text
+        )
+        seen.append(
+            staff.post(
+                "/v1/chat/completions",
+                json={"model": "enclave", "messages": [{"role": "user", "content": q}]},
+            ).text
+        )
+    for text in seen:
+        assert SECRET not in text
+        assert api.hr_doc not in text
+        assert "salaries.md" not in text
+    assert_error(staff.get(f"/v1/sources/{api.hr_doc}"), 404, "not_found")
+    assert_error(staff.get(f"/v1/sources/{api.hr_doc}/file"), 404, "not_found")
+    # the same probes reach the document for a member of hr
+    hr = api.client(api.hr)
+    hits = hr.post("/v1/search", json={"query": SALARY_PROBES[0]}).json()["hits"]
+    assert hits[0]["doc_id"] == api.hr_doc
+    assert SECRET in hr.get(f"/v1/sources/{api.hr_doc}").text
+    assert SECRET.encode() in hr.get(f"/v1/sources/{api.hr_doc}/file").content
+
+
+def test_search_returns_the_cli_hit_fields(api: Api) -> None:
+    hits = (
+        api.client(api.staff)
+        .post("/v1/search", json={"query": "annual leave", "top_k": 2, "mode": "sparse"})
+        .json()["hits"]
+    )
+    assert 1 <= len(hits) <= 2
+    assert set(hits[0]) >= {
+        "doc_id", "chunk_id", "source", "title", "page", "heading_path", "chunk_index",
+        "score", "relevance", "text",
+    }  # fmt: skip
+
+
+# -- OpenAI compatibility -------------------------------------------------------------------
+def test_the_official_openai_client_works_unchanged(api: Api) -> None:
+    from openai import OpenAI
+
+    client = OpenAI(base_url=api.url + "/v1", api_key=api.staff, max_retries=0)
+    models = [m.id for m in client.models.list().data]
+    assert models == ["enclave", "smollm2-135m-instruct"]
+    reply = client.chat.completions.create(
+        model="enclave",
+        messages=[
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "How many days of annual leave do employees get?"},
+        ],
+    )
+    assert reply.choices[0].message.content
+    assert reply.model == "smollm2-135m-instruct"
+    assert reply.usage is not None
+    assert reply.usage.completion_tokens > 0
+    assert isinstance((reply.model_extra or {})["citations"], list)
+    stream = client.chat.completions.create(
+        model="smollm2-135m-instruct",
+        messages=[{"role": "user", "content": "How many leave days carry over?"}],
+        stream=True,
+    )
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks)
+    assert text.strip()
+    assert chunks[-1].choices[0].finish_reason == "stop"
+    assert "citations" in (chunks[-1].model_extra or {})
+    client.close()
+
+
+# -- feedback, audit, metrics ----------------------------------------------------------------
+def test_feedback_and_audit_log(api: Api) -> None:
+    staff = api.client(api.staff)
+    question = "How many leave days do I get? Mail me at jo@example.com"
+    body = staff.post("/v1/ask", json={"question": question}).json()
+    ok = staff.post(
+        "/v1/feedback",
+        json={"answer_id": body["answer_id"], "rating": "down", "comment": "too short"},
+    )
+    assert ok.status_code == 200, ok.text
+    # another key cannot rate it, an unknown answer is 404, a bad rating is 422
+    assert_error(
+        api.client(api.hr).post(
+            "/v1/feedback", json={"answer_id": body["answer_id"], "rating": "up"}
+        ),
+        404,
+        "not_found",
+    )
+    assert_error(
+        staff.post("/v1/feedback", json={"answer_id": "nope", "rating": "up"}), 404, "not_found"
+    )
+    assert_error(
+        staff.post("/v1/feedback", json={"answer_id": "x", "rating": "meh"}), 422, "invalid_request"
+    )
+    db = api.db()
+    try:
+        rows = {r["id"]: r for r in db.audit_since(0)}
+    finally:
+        db.close()
+    row = rows[body["answer_id"]]
+    assert row["question"] == question
+    assert row["kind"] == "ask"
+    assert row["answer"] == body["answer"]
+    assert row["model"] == body["model"]
+    assert row["chunk_ids"] == [p["chunk_id"] for p in body["passages"]]
+    assert row["completion_tokens"] == body["usage"]["completion_tokens"]
+    assert row["latency_ms"] > 0
+    assert row["feedback"]["rating"] == "down"
+    assert row["feedback"]["comment"] == "too short"
+    assert any(r["kind"] == "search" for r in rows.values())
+    db_bytes = Path(str(api.settings.database_url).removeprefix("sqlite:///")).read_bytes()
+    assert api.staff.encode() not in db_bytes  # keys are stored hashed, never logged
+
+
+def test_metrics_cover_stages_tokens_and_requests(api: Api) -> None:
+    api.client(api.staff).post("/v1/ask", json={"question": "How many days of annual leave?"})
+    text = api.client(api.admin).get("/metrics").text
+    for stage in ("embed", "search", "generate", "first_token"):
+        assert f'enclave_stage_seconds_count{{stage="{stage}"}}' in text
+    assert 'enclave_llm_tokens_total{kind="completion",model="smollm2-135m-instruct"}' in text
+    assert 'enclave_requests_total{method="POST",route="/v1/ask",status="200"}' in text
+
+
+# -- bad input ---------------------------------------------------------------------------------
+def test_bad_requests_get_clear_4xx(api: Api) -> None:
+    staff = api.client(api.staff)
+    raw = staff.post("/v1/ask", content=b"{not json", headers={"Content-Type": "application/json"})
+    assert_error(raw, 422, "invalid_request", "JSON")
+    assert_error(staff.post("/v1/ask", json={}), 422, "invalid_request", "question")
+    assert_error(staff.post("/v1/ask", json={"question": ""}), 422, "invalid_request", "question")
+    assert_error(staff.post("/v1/ask", json={"question": "   "}), 400, "invalid_request", "empty")
+    assert_error(
+        staff.post("/v1/ask", json={"question": "x" * 5000}), 400, "invalid_request", "4000"
+    )
+    assert_error(
+        staff.post("/v1/ask", json={"question": "leave?", "model": "gpt-4"}),
+        400,
+        "invalid_request",
+        "unknown model 'gpt-4'",
+    )
+    assert_error(
+        staff.post("/v1/ask", json={"question": "leave?", "model": "gpt-4", "stream": True}),
+        400,
+        "invalid_request",
+        "unknown model",
+    )
+    assert_error(
+        staff.post("/v1/search", json={"query": "leave", "filters": {"colour": "red"}}),
+        400,
+        "invalid_request",
+        "colour",
+    )
+    assert_error(
+        staff.post(
+            "/v1/chat/completions",
+            json={"model": "enclave", "messages": [{"role": "assistant", "content": "hi"}]},
+        ),
+        400,
+        "invalid_request",
+        "last message",
+    )
+    assert_error(staff.get("/v1/nothing-here"), 404, "not_found")
+    rid = staff.post("/v1/ask", json={}, headers={"X-Request-ID": "trace-123"})
+    assert rid.headers["x-request-id"] == "trace-123"
+    assert rid.json()["error"]["request_id"] == "trace-123"
+
+
+# -- documents ---------------------------------------------------------------------------------
+def wait_job(client: httpx.Client, job_id: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        job = client.get(f"/v1/jobs/{job_id}").json()
+        if job["status"] in ("done", "failed"):
+            return job
+        time.sleep(0.5)
+    raise AssertionError("job did not finish")
+
+
+def test_admin_uploads_lists_and_deletes_documents(api: Api) -> None:
+    admin = api.client(api.admin)
+    files = [
+        (
+            "files",
+            (
+                "parking.md",
+                b"# Parking\n\nStaff park in garage B, level 2, with the blue badge.\n",
+                "text/markdown",
+            ),
+        ),
+        ("files", ("broken.pdf", b"%PDF-1.7 this is not really a pdf", "application/pdf")),
+    ]
+    started = admin.post(
+        "/v1/documents", files=files, data={"groups": "staff", "tags": "facilities"}
+    )
+    assert started.status_code == 202, started.text
+    job = wait_job(admin, started.json()["job_id"])
+    assert job["status"] == "done"
+    assert job["total_files"] == 2
+    results = {r["source"]: r for r in job["results"]}
+    assert results["parking.md"]["status"] == "ingested"
+    assert results["broken.pdf"]["status"] == "failed"
+    assert results["broken.pdf"]["reason"]
+    docs = admin.get("/v1/documents").json()["documents"]
+    parking = next(d for d in docs if d["source"].endswith("parking.md"))
+    assert parking["groups"] == ["staff"]
+    assert parking["tags"] == ["facilities"]
+    assert parking["chunks"] >= 1
+    staff = api.client(api.staff)
+    hits = staff.post("/v1/search", json={"query": "where do staff park"}).json()["hits"]
+    assert hits[0]["doc_id"] == parking["doc_id"]
+    assert admin.delete(f"/v1/documents/{parking['doc_id']}").status_code == 200
+    assert_error(admin.get(f"/v1/documents/{parking['doc_id']}"), 404, "not_found")
+    hits = staff.post("/v1/search", json={"query": "where do staff park"}).json()["hits"]
+    assert parking["doc_id"] not in {h["doc_id"] for h in hits}
+    assert_error(admin.get("/v1/jobs/nope"), 404, "not_found")
+
+
+# -- disconnects, supervision, failures ----------------------------------------------------------------
+def test_a_client_that_disconnects_cancels_the_answer(api: Api) -> None:
+    question = "Describe the annual leave policy in detail."
+    with api.client(api.staff).stream(
+        "POST", "/v1/ask", json={"question": question, "stream": True}
+    ) as r:
+        for line in r.iter_lines():
+            if line.startswith("event: token"):
+                break
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        db = api.db()
+        try:
+            rows = [r for r in db.audit_since(0) if r["question"] == question]
+        finally:
+            db.close()
+        if rows:
+            break
+        time.sleep(0.5)
+    assert [r["status"] for r in rows] == ["cancelled"]
+
+
+def test_the_embedded_llm_is_restarted_when_it_dies(api: Api) -> None:
+    server = api.container.embedded_llm
+    assert server is not None
+    pid = server.pid
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (server.pid in (None, pid) or server.restarts < 1):
+        time.sleep(0.5)
+    assert server.restarts >= 1
+    assert server.pid not in (None, pid)
+    response = api.client(api.staff).post("/v1/ask", json={"question": "How many leave days?"})
+    assert response.status_code == 200, response.text
+
+
+@pytest.fixture(scope="module")
+def no_llm_api(
+    tmp_path_factory: pytest.TempPathFactory, embedder: Embedder
+) -> Iterator[tuple[str, str]]:
+    """A small knowledge base with an LLM URL nothing listens on, and a tight rate limit."""
+    root = tmp_path_factory.mktemp("no-llm")
+    write_md(root / "kb" / "leave.md", sample_spec("leave"))
+    dead = ModelSettings(name="dead", base_url=f"http://127.0.0.1:{free_port()}/v1")
+    settings = Settings(
+        data_dir=root / "data",
+        llm=LLMSettings(models=[dead], retries=1, connect_timeout_s=1),
+        api=ApiSettings(rate_limit_per_minute=5),
+    )
+    container = build_container(settings, embedder=embedder)
+    Ingestor(container).run([root / "kb"], groups=["staff"])
+    db = AppDatabase(settings.database_url)
+    _, key = db.create_key("user", ["staff"])
+    db.close()
+    try:
+        with Server(create_app(settings, container)) as url:
+            yield url, key
+    finally:
+        container.close()
+
+
+def test_llm_down_is_a_clear_503_or_stream_error(no_llm_api: tuple[str, str]) -> None:
+    url, key = no_llm_api
+    client = client_for(url, {"Authorization": f"Bearer {key}"})
+    response = client.post("/v1/ask", json={"question": "How many days of annual leave?"})
+    assert_error(response, 503, "llm_unavailable", "cannot be reached")
+    streamed = client.post(
+        "/v1/ask", json={"question": "How many days of annual leave?", "stream": True}
+    )
+    events = sse_events(streamed.text)
+    assert [n for n, _ in events] == ["retrieval", "error"]
+    assert events[-1][1]["error"]["type"] == "llm_unavailable"
+    ready = httpx.get(url + "/readyz")
+    assert ready.status_code == 503
+    assert ready.json()["checks"]["store"] == "ok"
+    # search needs no LLM: works until the rate limit (5/min) is spent, then 429
+    statuses = [client.post("/v1/search", json={"query": "leave"}).status_code for _ in range(4)]
+    assert statuses[:2] == [200, 200]
+    assert statuses[-1] == 429
+    limited = client.post("/v1/search", json={"query": "leave"})
+    assert_error(limited, 429, "rate_limited", "retry in")
+    assert int(limited.headers["retry-after"]) >= 1
+    client.close()

@@ -1,0 +1,301 @@
+"""The application database on a real SQLite file: keys, audit, feedback, conversations, jobs."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import closing
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from backends.registry import Registry
+from core.errors import InputError, NotFoundError, StoreError
+from core.settings import Settings
+from core.types import Document, Principal
+from serving.db import AppDatabase, AuditEntry
+
+pytestmark = [pytest.mark.integration]
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "data" / "enclave.db"
+
+
+@pytest.fixture
+def db(db_path: Path) -> Iterator[AppDatabase]:
+    database = AppDatabase(f"sqlite:///{db_path}")
+    yield database
+    database.close()
+
+
+def entry(key_id: str, question: str = "How many leave days?", **kw: object) -> AuditEntry:
+    values: dict[str, object] = {
+        "kind": "ask",
+        "key_id": key_id,
+        "question": question,
+        "chunk_ids": ("c1", "c2"),
+        "model": "qwen",
+        "answer": "25 days [1].",
+        "latency_ms": 812.5,
+        **kw,
+    }
+    return AuditEntry(**values)  # type: ignore[arg-type]
+
+
+def test_shares_the_registry_database_file(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "data")
+    registry = Registry(settings.database_url)
+    registry.put(Document("d1", "/kb/a.md", "A", "h", 1.0, "text/markdown", 10, ("everyone",)), 3)
+    db = AppDatabase(settings.database_url)
+    try:
+        db.create_key("user", ["everyone"])
+        assert [r.document.doc_id for r in registry.all()] == ["d1"]
+    finally:
+        db.close()
+        registry.close()
+    with closing(sqlite3.connect(tmp_path / "data" / "enclave.db")) as conn, conn:
+        tables = {r[0] for r in conn.execute("select name from sqlite_master where type='table'")}
+        mode = conn.execute("pragma journal_mode").fetchone()[0]
+    assert {"documents", "api_keys", "audit", "feedback", "conversations", "jobs"} <= tables
+    assert mode == "wal"
+
+
+def test_create_and_authenticate_keys(db: AppDatabase) -> None:
+    record, key = db.create_key("user", ["hr", "staff", "hr"], name="alice's laptop")
+    assert key.startswith(f"enc_{record.id}_")
+    assert len(record.id) == 12
+    assert int(record.id, 16) >= 0
+    assert record.groups == ("hr", "staff")
+    assert record.role == "user"
+    assert record.revoked_at is None
+
+    found = db.authenticate(key)
+    assert found == record
+    assert found is not None
+    assert found.principal == Principal(
+        name=f"key {record.id} (alice's laptop)", groups=("hr", "staff"), admin=False
+    )
+    admin, admin_key = db.create_key("admin")
+    assert admin.principal == Principal(name=f"key {admin.id}", groups=(), admin=True)
+    assert db.authenticate(admin_key) == admin
+    assert [k.id for k in db.list_keys()] == [record.id, admin.id]
+
+
+def test_wrong_malformed_and_revoked_keys_do_not_authenticate(db: AppDatabase) -> None:
+    record, key = db.create_key("user", ["staff"])
+    other, other_key = db.create_key("user", ["staff"])
+    secret = key.split("_", 2)[2]
+    wrong_secret = key[:-1] + ("A" if key[-1] != "A" else "B")
+    assert db.authenticate(wrong_secret) is None
+    assert db.authenticate(f"enc_{record.id}_{other_key.split('_', 2)[2]}") is None
+    assert db.authenticate(f"enc_{'0' * 12}_{secret}") is None  # unknown id
+    for malformed in [
+        "",
+        "enc_",
+        secret,
+        f"enc_{record.id}",
+        f"key_{record.id}_{secret}",
+        "x" * 500,
+    ]:
+        assert db.authenticate(malformed) is None
+
+    db.revoke_key(record.id)
+    assert db.authenticate(key) is None
+    assert db.authenticate(other_key) == other  # only that key
+    (listed,) = [k for k in db.list_keys() if k.id == record.id]
+    assert listed.revoked_at is not None
+    assert listed.revoked_at <= time.time()
+    db.revoke_key(record.id)  # again: no error, still revoked
+    with pytest.raises(NotFoundError, match="no API key nope"):
+        db.revoke_key("nope")
+
+
+def test_only_the_hash_of_the_secret_is_stored(db: AppDatabase, db_path: Path) -> None:
+    import hashlib
+
+    record, key = db.create_key("admin", name="ops")
+    secret = key.split("_", 2)[2]
+    db.close()
+    with closing(sqlite3.connect(db_path)) as conn, conn:
+        conn.execute("pragma wal_checkpoint(TRUNCATE)")
+        row = conn.execute("select * from api_keys where id = ?", (record.id,)).fetchone()
+    assert hashlib.sha256(secret.encode()).hexdigest() in row
+    assert key not in row
+    assert secret not in row
+    for file in db_path.parent.iterdir():  # the database, its WAL and shared memory
+        data = file.read_bytes()
+        assert secret.encode() not in data, file
+        assert key.encode() not in data, file
+
+
+@pytest.mark.parametrize(
+    ("role", "groups", "message"),
+    [
+        ("owner", (), "unknown role 'owner'"),
+        ("user", ["hr", "bad group"], "invalid group name 'bad group'"),
+        ("user", ["hr,staff"], "invalid group name 'hr,staff'"),
+        ("user", [""], "invalid group name ''"),
+        ("user", "hr", "list of group names"),
+    ],
+)
+def test_bad_key_input_is_named(db: AppDatabase, role: str, groups: object, message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        db.create_key(role, groups)  # type: ignore[arg-type]
+    assert db.list_keys() == []
+
+
+def test_audit_and_feedback(db: AppDatabase) -> None:
+    alice, _ = db.create_key("user", ["staff"])
+    bob, _ = db.create_key("user", ["staff"])
+    answer_id = db.record(
+        entry(alice.id, prompt_tokens=120, completion_tokens=30, request_id="req-1")
+    )
+    assert len(answer_id) == 32
+    int(answer_id, 16)
+
+    (row,) = list(db.audit_since(0))
+    assert row["id"] == answer_id
+    assert row["kind"] == "ask"
+    assert row["key_id"] == alice.id
+    assert row["chunk_ids"] == ["c1", "c2"]
+    assert (row["prompt_tokens"], row["completion_tokens"]) == (120, 30)
+    assert (row["status"], row["request_id"], row["conversation_id"]) == ("ok", "req-1", None)
+    assert row["latency_ms"] == 812.5
+    assert row["feedback"] is None
+    assert abs(datetime.fromisoformat(row["time"]).timestamp() - time.time()) < 60
+    assert row["time"].endswith("+00:00")
+
+    with pytest.raises(NotFoundError) as other_key:
+        db.add_feedback(answer_id, bob.id, "up")
+    with pytest.raises(NotFoundError) as unknown:
+        db.add_feedback("0" * 32, bob.id, "up")
+    # the same message shape either way: it does not reveal that the answer exists
+    assert str(other_key.value) == str(unknown.value).replace("0" * 32, answer_id)
+
+    db.add_feedback(answer_id, alice.id, "down", "wrong number of days")
+    assert next(iter(db.audit_since(0)))["feedback"]["rating"] == "down"
+    db.add_feedback(answer_id, alice.id, "up", "fixed after re-ingest")
+    feedback = next(iter(db.audit_since(0)))["feedback"]
+    assert (feedback["rating"], feedback["comment"]) == ("up", "fixed after re-ingest")
+    assert datetime.fromisoformat(feedback["time"]).tzinfo is not None
+    assert len(list(db.audit_since(0))) == 1  # replacing feedback adds no rows
+    with pytest.raises(InputError, match="unknown rating"):
+        db.add_feedback(answer_id, alice.id, "meh")  # type: ignore[arg-type]
+
+
+def test_redaction_on_record_and_feedback(db: AppDatabase, db_path: Path) -> None:
+    question = "My IBAN is DE89 3704 0044 0532 0130 00, mail me at eve@example.com"
+    answer = "We will call +44 20 7946 0958."
+    plain_id = db.record(entry("k1", question, answer=answer))
+    redacted_id = db.record(entry("k1", question, answer=answer), redact_pii=True)
+    db.add_feedback(redacted_id, "k1", "down", "call me on 020 7946 0958", redact_pii=True)
+    rows = {r["id"]: r for r in db.audit_since(0)}
+    assert rows[plain_id]["question"] == question
+    assert rows[plain_id]["answer"] == answer
+    assert rows[redacted_id]["question"] == "My IBAN is [IBAN], mail me at [EMAIL]"
+    assert rows[redacted_id]["answer"] == "We will call [PHONE]."
+    assert rows[redacted_id]["feedback"]["comment"] == "call me on [PHONE]"
+    with closing(sqlite3.connect(db_path)) as conn, conn:
+        stored = conn.execute("select question from audit where id = ?", (redacted_id,)).fetchone()
+    assert "eve@example.com" not in stored[0]
+
+
+def test_audit_since_is_oldest_first_and_filters_by_time(db: AppDatabase) -> None:
+    ids = []
+    for i in range(4):
+        ids.append(db.record(entry("k1", f"question {i}", kind="search" if i % 2 else "ask")))
+        time.sleep(0.02)
+    rows = list(db.audit_since(0))
+    assert [r["id"] for r in rows] == ids
+    assert [r["question"] for r in rows] == [f"question {i}" for i in range(4)]
+    assert [r["kind"] for r in rows] == ["ask", "search", "ask", "search"]
+    cut = datetime.fromisoformat(rows[2]["time"]).timestamp() - 0.001
+    assert [r["id"] for r in db.audit_since(cut)] == ids[2:]
+    assert list(db.audit_since(time.time() + 60)) == []
+
+
+def test_audit_since_pages_through_many_rows(
+    db: AppDatabase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import serving.db
+
+    monkeypatch.setattr(serving.db, "_PAGE", 3)
+    ids = [db.record(entry("k1", f"q{i}")) for i in range(10)]
+    assert [r["id"] for r in db.audit_since(0)] == ids
+
+
+def test_conversations_keep_order_limit_and_owner(db: AppDatabase) -> None:
+    assert db.conversation("conv-1", "alice") == []
+    for i in range(8):
+        db.append_turn("conv-1", "alice", f"q{i}", f"a{i}")
+    assert db.conversation("conv-1", "alice") == [(f"q{i}", f"a{i}") for i in range(2, 8)]
+    assert db.conversation("conv-1", "alice", max_turns=2) == [("q6", "a6"), ("q7", "a7")]
+    assert db.conversation("conv-1", "alice", max_turns=0) == []
+    assert len(db.conversation("conv-1", "alice", max_turns=50)) == 8
+
+    with pytest.raises(NotFoundError, match="no conversation conv-1"):
+        db.conversation("conv-1", "bob")
+    with pytest.raises(NotFoundError, match="no conversation conv-1"):
+        db.append_turn("conv-1", "bob", "sneaky", "no")
+    assert len(db.conversation("conv-1", "alice", max_turns=50)) == 8  # nothing appended
+
+    db.append_turn("conv-2", "bob", "hello", "hi")
+    assert db.conversation("conv-2", "bob") == [("hello", "hi")]
+    with pytest.raises(InputError, match="conversation id"):
+        db.conversation("x" * 65, "bob")
+
+
+def test_jobs_lifecycle(db: AppDatabase) -> None:
+    first = db.create_job("k1", total_files=3)
+    time.sleep(0.01)
+    second = db.create_job("k2", total_files=1)
+    job = db.get_job(first)
+    assert (job.status, job.total_files, job.done_files, job.chunks) == ("queued", 3, 0, 0)
+    assert (job.key_id, job.results, job.error) == ("k1", [], None)
+    assert job.created_at == job.updated_at
+
+    time.sleep(0.01)
+    db.update_job(first, status="running", done_files=1, chunks=12)
+    results = [
+        {"source": "/kb/a.md", "status": "added"},
+        {"source": "/kb/b.docx", "status": "failed", "reason": "not a valid DOCX file"},
+    ]
+    db.update_job(first, status="failed", done_files=3, results=results, error="1 file failed")
+    job = db.get_job(first)
+    assert (job.status, job.done_files, job.chunks) == ("failed", 3, 12)
+    assert job.results == results
+    assert job.error == "1 file failed"
+    assert job.updated_at > job.created_at
+
+    assert [j.id for j in db.list_jobs()] == [second, first]
+    assert [j.id for j in db.list_jobs(limit=1)] == [second]
+    with pytest.raises(NotFoundError, match="no job nope"):
+        db.get_job("nope")
+    with pytest.raises(NotFoundError, match="no job nope"):
+        db.update_job("nope", status="done")
+    with pytest.raises(InputError, match="unknown job status 'finished'"):
+        db.update_job(first, status="finished")
+
+
+def test_database_failures_are_store_errors(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(StoreError, match="ENCLAVE_DATABASE__URL"):
+        AppDatabase(f"sqlite:///{blocker / 'sub' / 'enclave.db'}")
+    with pytest.raises(StoreError, match="ENCLAVE_DATABASE__URL"):
+        AppDatabase("nosuchdialect://x")
+
+    db_file = tmp_path / "data" / "enclave.db"
+    db = AppDatabase(f"sqlite:///{db_file}")
+    try:
+        with closing(sqlite3.connect(db_file)) as conn, conn:
+            conn.execute("drop table audit")
+        with pytest.raises(StoreError, match="writing the audit log") as failed:
+            db.record(entry("k1", "secret question"))
+        assert "secret question" not in str(failed.value)  # no SQL parameters in messages
+    finally:
+        db.close()
