@@ -128,6 +128,7 @@ class OpenAICompatibleGenerator:
         }
         pieces = 0
         usage: Usage | None = None
+        finished = False
         with self._open_stream(body) as response:
             try:
                 for line in response.iter_lines():
@@ -135,6 +136,7 @@ class OpenAICompatibleGenerator:
                         continue
                     data = line[5:].strip()
                     if data == "[DONE]":
+                        finished = True
                         break
                     event = json.loads(data)
                     if event.get("error"):
@@ -162,6 +164,12 @@ class OpenAICompatibleGenerator:
                     f"the LLM server at {self._base} failed mid-answer "
                     f"({exc.__class__.__name__}); try again"
                 ) from exc
+        if not finished and pieces == 0:
+            raise ModelError(
+                f"the LLM server at {self._base} ended the stream without an answer (llama.cpp "
+                "does this when the prompt does not fit its context window; check the model's "
+                "context_window in ENCLAVE_LLM__MODELS)"
+            )
         if usage is None:  # the server does not report usage: estimate it
             prompt = sum(estimate_tokens(m.get("content", "")) for m in messages)
             usage = Usage(prompt, pieces)
@@ -224,3 +232,9 @@ class OpenAICompatibleGenerator:
 
     def close(self) -> None:
         self._client.close()
+
+    def __enter__(self) -> OpenAICompatibleGenerator:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -38,10 +38,10 @@ NOT_COVERED = (
     "The documents you have access to do not cover this question, so I cannot answer it from them."
 )
 SYSTEM_PROMPT = (
-    "You are Enclave, an assistant that answers questions using only the numbered context "
-    "passages the user gives you. Cite the passage every statement comes from with its number "
-    "in square brackets, like [1] or [2]. If the passages do not contain the answer, say that "
-    "the documents do not cover it. Never use outside knowledge. Be concise."
+    "You are Enclave. Answer the question using only the numbered context passages below. "
+    "After each sentence, cite the passage it comes from in square brackets, e.g. [1]. If the "
+    "context does not contain the answer, say that the documents do not cover it. Never use "
+    "outside knowledge."
 )
 REWRITE_PROMPT = (
     "Rewrite the user's follow-up question as one standalone search query that makes sense "
@@ -170,18 +170,15 @@ def pack(hits: Sequence[Hit], budget_tokens: int) -> list[Hit]:
 def build_messages(
     question: str, blocks: Sequence[Hit], history: Sequence[tuple[str, str]]
 ) -> list[dict[str, str]]:
+    """System message: the instructions and the numbered passages; then the conversation
+    so far; then the question (small models follow this shape best, measured on the
+    sample knowledge base)."""
     context = "\n\n".join(block_text(n, hit) for n, hit in enumerate(blocks, 1))
-    messages = [{"role": "system", "content": SYSTEM_PROMPT}]
+    messages = [{"role": "system", "content": f"{SYSTEM_PROMPT}\n\nContext:\n{context}"}]
     for asked, answered in history:
         messages.append({"role": "user", "content": asked})
         messages.append({"role": "assistant", "content": answered})
-    messages.append(
-        {
-            "role": "user",
-            "content": f"Context passages:\n\n{context}\n\nQuestion: {question}\n"
-            "Answer from the passages only, citing them like [1].",
-        }
-    )
+    messages.append({"role": "user", "content": question})
     return messages
 
 

@@ -22,6 +22,50 @@ from serving.answering import Answerer, Completed, Router, Token
 from serving.retriever import LOCAL_ADMIN, build_retriever
 
 
+def local_answerer(container: Container) -> Answerer:
+    """An Answerer on the container's store and LLMs (starting the embedded one if needed)."""
+    settings = container.settings
+    return Answerer(
+        build_retriever(container), Router(container.generators(), settings.llm), settings.llm
+    )
+
+
+def print_answer(
+    answerer: Answerer,
+    question: str,
+    groups: list[str] | None = None,
+    *,
+    model: str | None = None,
+    as_json: bool = False,
+) -> None:
+    """Stream one answer to stdout (tokens as they come), citations underneath."""
+    done: Completed | None = None
+    for event in answerer.run(question, LOCAL_ADMIN, model=model, groups=groups):
+        if isinstance(event, Token) and not as_json:
+            _write(event.text)
+        elif isinstance(event, Completed):
+            done = event
+    assert done is not None
+    answer = done.answer
+    result = {
+        "answer": answer.text,
+        "citations": [
+            {
+                "n": c.n,
+                "doc_id": c.doc_id,
+                "source": c.source,
+                "title": c.title,
+                "page": c.page,
+                "quote": c.quote,
+            }
+            for c in answer.citations
+        ],
+        "model": answer.model,
+        "abstained": done.abstained,
+    }
+    _finish(result, as_json, streamed=not done.abstained)
+
+
 def ask_local(
     container: Container,
     question: str,
@@ -31,35 +75,7 @@ def ask_local(
     as_json: bool,
 ) -> None:
     try:
-        settings = container.settings
-        answerer = Answerer(
-            build_retriever(container), Router(container.generators(), settings.llm), settings.llm
-        )
-        done: Completed | None = None
-        for event in answerer.run(question, LOCAL_ADMIN, model=model, groups=groups):
-            if isinstance(event, Token) and not as_json:
-                _write(event.text)
-            elif isinstance(event, Completed):
-                done = event
-        assert done is not None
-        answer = done.answer
-        result = {
-            "answer": answer.text,
-            "citations": [
-                {
-                    "n": c.n,
-                    "doc_id": c.doc_id,
-                    "source": c.source,
-                    "title": c.title,
-                    "page": c.page,
-                    "quote": c.quote,
-                }
-                for c in answer.citations
-            ],
-            "model": answer.model,
-            "abstained": done.abstained,
-        }
-        _finish(result, as_json, streamed=not done.abstained)
+        print_answer(local_answerer(container), question, groups, model=model, as_json=as_json)
     finally:
         container.close()
 

@@ -270,14 +270,34 @@ def eval_answers(
     data: Annotated[Path, typer.Argument(help="COVID-QA (SQuAD-format) JSON file.")],
     mode: EvalMode = "all",
     limit: Annotated[int | None, typer.Option(help="Only the first N questions.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON keyed by mode.")] = False,
+    generate: Annotated[
+        int,
+        typer.Option(
+            help="Also have the LLM answer the first N questions (hybrid search, or the one "
+            "--mode names) and score the answers: EM, F1, citations, latency. 0: off."
+        ),
+    ] = 0,
+    abstain: Annotated[
+        int,
+        typer.Option(
+            help="With answer generation, also ask N questions about articles held out of "
+            "the index, and measure how often the answer declines."
+        ),
+    ] = 0,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print JSON keyed by mode (and 'generation').")
+    ] = False,
     report: ReportFile = None,
 ) -> None:
-    """Answer recall@k per mode: does a retrieved chunk contain the gold answer?"""
+    """Answer recall@k per mode: does a retrieved chunk contain the gold answer? With
+    --generate, also the quality of generated answers."""
     from ingest.cli import RichProgress
     from serving.evaluation import (
         answers_markdown,
         evaluate_answer_recall,
+        evaluate_generation,
+        generation_markdown,
+        generation_questions,
         limit_questions,
         load_covidqa,
         modes_for,
@@ -286,18 +306,26 @@ def eval_answers(
     modes = modes_for(mode)
     settings = _settings()
     qa = load_covidqa(data)
+    asked = generation_questions(qa, generate, abstain)
     console = Console(stderr=True)
     total = len(limit_questions(qa, limit)) * len(modes)
     with RichProgress(console) as progress, _QueryProgress(console, total) as tick:
         result = evaluate_answer_recall(settings, qa, modes, limit, progress, tick)
+    rows: dict[str, Any] = {
+        m: {k: round(v, 4) for k, v in r.items()} for m, r in result.results.items()
+    }
     markdown = answers_markdown(result)
+    if asked:
+        gen_mode = "hybrid" if mode == "all" else mode
+        with RichProgress(console) as progress, _QueryProgress(console, len(asked)) as tick:
+            generation = evaluate_generation(
+                settings, qa, generate, abstain, gen_mode, progress=progress, on_answer=tick
+            )
+        rows["generation"] = generation.as_dict()
+        markdown += "\n" + generation_markdown(generation)
     _write_report(report, markdown)
     if as_json:
-        typer.echo(
-            json.dumps(
-                {m: {k: round(v, 4) for k, v in r.items()} for m, r in result.results.items()}
-            )
-        )
+        typer.echo(json.dumps(rows))
         return
     typer.echo(markdown)
 
@@ -333,7 +361,7 @@ def demo(
 ) -> None:
     """Ingest the bundled sample knowledge base and answer sample questions from it."""
     from ingest.cli import run_ingest
-    from serving.retriever import LOCAL_ADMIN, build_retriever
+    from serving.ask_cli import local_answerer, print_answer
 
     kb = Path(str(resources.files("serving") / "sample_kb"))
     console = Console()
@@ -341,24 +369,21 @@ def demo(
     container = _container()
     try:
         run_ingest(container, [str(kb)], None, ["sample"], dry_run=False, as_json=False)
-        retriever = build_retriever(container)
-        console.print("\n[bold]2. Asking it[/] (extractive: the two best passages, with citations)")
+        console.print(
+            "\n[bold]2. Starting the LLM[/] (embedded llama.cpp unless ENCLAVE_LLM__MODELS)"
+        )
+        answerer = local_answerer(container)
+        console.print(f"   model: {', '.join(answerer.router.names)}")
+        console.print("\n[bold]3. Asking it[/] (grounded answers with citations)")
         for q in question or SAMPLE_QUESTIONS:
-            hits = retriever.search(q, LOCAL_ADMIN, top_k=3)
             console.print(f"\n[bold cyan]Q:[/] {q}")
-            if not hits:
-                console.print("   Not found in the documents.")
-                continue
-            for n, hit in enumerate(hits[:2], 1):
-                c = hit.chunk
-                where = f", page {c.page}" if c.page else ""
-                label = "[bold green]A:[/]" if n == 1 else "  "
-                console.print(f"{label} {c.text.strip()} [{n}]", highlight=False)
-                console.print(f"   [{n}] {c.title}{where} — {Path(c.source).name}")
+            console.print("[bold green]A:[/] ", end="")
+            print_answer(answerer, q)
     finally:
         container.close()
     console.print(
-        '\nNext: `enclave ingest YOUR_FOLDER --groups staff`, then `enclave search "..."`.'
+        '\nNext: `enclave ingest YOUR_FOLDER --groups staff`, then `enclave ask "..."`, '
+        "or `enclave serve` for the API."
     )
 
 

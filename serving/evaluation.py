@@ -1,4 +1,5 @@
-"""The evaluation harness: retrieval quality on BEIR data, answer recall on COVID-QA.
+"""The evaluation harness: retrieval quality on BEIR data, answer recall and answer
+quality on COVID-QA.
 
 Both commands index their data into a collection of their own (``eval-<name>-<hash>``
 in the configured store) through the real ingestion pipeline: the records are
@@ -9,6 +10,12 @@ same :class:`retrieval.search.Retriever` as the API, as an admin.
 
 Ranking metrics come from ``pytrec_eval`` (the trec_eval implementation). A
 document's rank is the rank of its best chunk.
+
+Answer quality has the real :class:`serving.answering.Answerer` and the configured LLM
+answer questions, scored against the gold answers with SQuAD's exact match and token F1.
+It uses an index without a few held-out articles (every ``HOLD_OUT_EVERY``-th), whose
+questions measure abstention. That index is a collection of its own
+(``eval-<name>-answers-<hash>``): built once, reused by later runs.
 """
 
 from __future__ import annotations
@@ -16,9 +23,11 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import string
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +40,23 @@ from core.settings import DatabaseSettings, Settings
 from core.types import Hit, Principal
 from ingest.pipeline import Ingestor, IngestReport, ProgressListener, source_of
 from retrieval.search import MODES, Retriever
+from serving.answering import _MARKER as CITATION_MARKER
+from serving.answering import Answerer, Router
 from serving.retriever import build_retriever
 
 EVALUATOR = Principal(name="evaluation", admin=True)
 RANK_DEPTH = 100  # documents ranked per query (Recall@100)
 ANSWER_KS = (1, 5, 10)
+HOLD_OUT_EVERY = 20  # articles 0, 20, 40, ... are left out of the answer-quality index
+# The model saying, in its own words, that the passages do not answer the question.
+NOT_COVERED_PHRASES = (
+    "do not cover",
+    "does not cover",
+    "do not contain",
+    "does not contain",
+    "not mentioned",
+    "no information",
+)
 
 # Figures to compare against, shown in reports for the dataset of the same name.
 ANCHORS: dict[str, list[tuple[str, str, float]]] = {
@@ -121,6 +142,7 @@ class QaData:
     path: Path
     articles: list[Record]
     questions: list[tuple[str, str]]
+    article_of: list[str] = field(default_factory=list)  # each question's article id
 
 
 def load_covidqa(path: Path) -> QaData:
@@ -133,6 +155,7 @@ def load_covidqa(path: Path) -> QaData:
         raise InputError(f"{path} is not a SQuAD-format JSON file (no 'data' list)") from None
     articles: list[Record] = []
     questions: list[tuple[str, str]] = []
+    article_of: list[str] = []
     for i, article in enumerate(data):
         article_id = str(article.get("document_id") or i)
         paragraphs = article.get("paragraphs") or []
@@ -143,7 +166,8 @@ def load_covidqa(path: Path) -> QaData:
                 answers = [a["text"] for a in qa.get("answers", []) if a.get("text", "").strip()]
                 if answers:
                     questions.append((str(qa["question"]), answers[0]))
-    return QaData(path.stem, path, articles, questions)
+                    article_of.append(article_id)
+    return QaData(path.stem, path, articles, questions, article_of)
 
 
 # -- indexing -----------------------------------------------------------------------------
@@ -421,6 +445,231 @@ def normalise(text: str) -> str:
     return " ".join(re.findall(r"\w+", text.lower()))
 
 
+# -- answer quality -----------------------------------------------------------------------
+_PUNCTUATION = str.maketrans("", "", string.punctuation)
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+
+
+def squad_normalise(text: str) -> str:
+    """SQuAD's official answer normalisation: lower case, no punctuation, no articles
+    (a, an, the), single spaces."""
+    return " ".join(_ARTICLES.sub(" ", text.lower().translate(_PUNCTUATION)).split())
+
+
+def exact_match(prediction: str, gold: str) -> float:
+    """SQuAD exact match: 1.0 when the normalised texts are equal."""
+    return float(squad_normalise(prediction) == squad_normalise(gold))
+
+
+def token_f1(prediction: str, gold: str) -> float:
+    """SQuAD token F1: harmonic mean of precision and recall of the normalised tokens."""
+    predicted, expected = squad_normalise(prediction).split(), squad_normalise(gold).split()
+    same = sum((Counter(predicted) & Counter(expected)).values())
+    if same == 0:
+        return 0.0
+    precision, recall = same / len(predicted), same / len(expected)
+    return 2 * precision * recall / (precision + recall)
+
+
+def contains_answer(text: str, gold: str) -> bool:
+    """The normalised gold answer occurs in the normalised text, on word boundaries."""
+    expected = squad_normalise(gold)
+    return bool(expected) and f" {expected} " in f" {squad_normalise(text)} "
+
+
+def says_not_covered(text: str) -> bool:
+    """The text says the documents do not answer the question (see NOT_COVERED_PHRASES)."""
+    lowered = " ".join(text.lower().split())
+    return any(phrase in lowered for phrase in NOT_COVERED_PHRASES)
+
+
+@dataclass(frozen=True, slots=True)
+class Asked:
+    """A question put to the answerer; ``answerable`` is False when its article is
+    not in the index."""
+
+    question: str
+    gold: str
+    answerable: bool
+    article: str
+
+
+def split_held_out(data: QaData, every: int = HOLD_OUT_EVERY) -> tuple[list[Record], set[str]]:
+    """The articles to index, and the ids of the held-out ones (every ``every``-th)."""
+    held = {a.id for a in data.articles[::every]}
+    kept = [a for a in data.articles if a.id not in held]
+    if not kept:
+        raise InputError(f"{data.path}: holding out every {every}th article leaves none to index")
+    return kept, held
+
+
+def generation_questions(
+    data: QaData, generate: int, abstain: int, every: int = HOLD_OUT_EVERY
+) -> list[Asked]:
+    """The first ``generate`` questions of indexed articles, then ``abstain`` questions of
+    held-out articles spread evenly over them."""
+    if generate < 0 or abstain < 0:
+        raise InputError("--generate and --abstain take a number of questions (0 or more)")
+    if not generate and not abstain:
+        return []
+    _, held = split_held_out(data, every)
+    asked = [
+        Asked(q, a, article not in held, article)
+        for (q, a), article in zip(data.questions, data.article_of, strict=True)
+    ]
+    answerable = [a for a in asked if a.answerable][:generate]
+    unanswerable = [a for a in asked if not a.answerable]
+    if abstain < len(unanswerable):
+        unanswerable = [unanswerable[i * len(unanswerable) // abstain] for i in range(abstain)]
+    return answerable + unanswerable
+
+
+@dataclass(frozen=True, slots=True)
+class GeneratedAnswer:
+    """One generated answer and how it scores against the gold answer."""
+
+    question: str
+    gold: str
+    answerable: bool
+    answer: str  # without the [n] markers
+    model: str
+    abstained: bool  # nothing above the relevance floor: no model was called
+    not_covered: bool  # the model itself said the documents do not cover the question
+    exact_match: float
+    f1: float
+    contains_gold: bool
+    cited: bool  # at least one citation
+    supported: bool  # a cited passage contains the gold answer
+    first_token_ms: float | None
+    total_ms: float
+    completion_tokens: int
+    passages: tuple[str, ...] = field(default=(), repr=False)  # the chunk texts it was given
+
+    def as_dict(self) -> dict[str, Any]:
+        row = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "passages"}
+        return {k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}
+
+
+@dataclass(slots=True)
+class GenerationEval:
+    """What ``enclave eval answers --generate`` reports."""
+
+    dataset: str
+    mode: str
+    documents: int  # articles indexed
+    held_out: int  # articles left out of the index
+    chunks: int
+    answers: list[GeneratedAnswer] = field(default_factory=list)
+
+    @property
+    def model(self) -> str:
+        return ", ".join(sorted({a.model for a in self.answers})) or "-"
+
+    def metrics(self) -> dict[str, float]:
+        answerable = [a for a in self.answers if a.answerable]
+        unanswerable = [a for a in self.answers if not a.answerable]
+        generated = [a for a in self.answers if not a.abstained]
+        first_token = _percentiles(
+            [a.first_token_ms for a in generated if a.first_token_ms is not None]
+        )
+        total = _percentiles([a.total_ms for a in generated])
+        return {
+            "answerable_questions": len(answerable),
+            "exact_match": _share(a.exact_match for a in answerable),
+            "f1": _share(a.f1 for a in answerable),
+            "contains_gold": _share(a.contains_gold for a in answerable),
+            "cited": _share(a.cited for a in answerable),
+            "citation_support": _share(a.supported for a in answerable),
+            "answerable_abstained": _share(a.abstained for a in answerable),
+            "answerable_not_covered": _share(a.not_covered for a in answerable),
+            "held_out_questions": len(unanswerable),
+            "held_out_abstained": _share(a.abstained for a in unanswerable),
+            "held_out_not_covered": _share(a.not_covered for a in unanswerable),
+            **{f"first_token_{k}_ms": v for k, v in first_token.items()},
+            **{f"latency_{k}_ms": v for k, v in total.items()},
+            "completion_tokens_mean": _share(a.completion_tokens for a in generated),
+        }
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "dataset": self.dataset,
+            "model": self.model,
+            "mode": self.mode,
+            "articles_indexed": self.documents,
+            "articles_held_out": self.held_out,
+            "chunks": self.chunks,
+            **{k: round(v, 4) for k, v in self.metrics().items()},
+            "answers": [a.as_dict() for a in self.answers],
+        }
+
+
+def _share(values: Iterable[float]) -> float:
+    """The mean (of booleans: the share that is true); 0 for none."""
+    values = list(values)
+    return float(np.mean(values)) if values else 0.0
+
+
+def evaluate_generation(
+    settings: Settings,
+    data: QaData,
+    generate: int,
+    abstain: int = 0,
+    mode: str = "hybrid",
+    progress: ProgressListener | None = None,
+    on_answer: Callable[[], None] | None = None,
+) -> GenerationEval:
+    """Index the articles but the held-out ones (cached) and have the configured LLM answer
+    the questions of :func:`generation_questions`, as an admin, in search mode ``mode``."""
+    asked = generation_questions(data, generate, abstain)
+    kept, held = split_held_out(data)
+    settings = settings.model_copy(
+        update={"retrieval": settings.retrieval.model_copy(update={"mode": mode})}
+    )
+    index = open_index(settings, f"{data.name}-answers", data.path, kept, progress)
+    try:
+        answerer = Answerer(
+            index.retriever, Router(index.container.generators(), settings.llm), settings.llm
+        )
+        result = GenerationEval(
+            data.name, mode, len(kept), len(held), index.container.store.count()
+        )
+        for item in asked:
+            result.answers.append(_generate(answerer, item))
+            if on_answer:
+                on_answer()
+        return result
+    finally:
+        index.container.close()
+
+
+def _generate(answerer: Answerer, asked: Asked) -> GeneratedAnswer:
+    started = time.perf_counter()
+    done = answerer.answer(asked.question, EVALUATOR)
+    total_ms = (time.perf_counter() - started) * 1000
+    text = " ".join(CITATION_MARKER.sub(" ", done.answer.text).split())
+    passages = tuple(hit.chunk.text for hit in done.answer.passages)
+    cited = [passages[c.n - 1] for c in done.answer.citations]
+    first_token = done.timings.get("first_token")
+    return GeneratedAnswer(
+        question=asked.question,
+        gold=asked.gold,
+        answerable=asked.answerable,
+        answer=text,
+        model=done.answer.model,
+        abstained=done.abstained,
+        not_covered=not done.abstained and says_not_covered(text),
+        exact_match=exact_match(text, asked.gold),
+        f1=token_f1(text, asked.gold),
+        contains_gold=contains_answer(text, asked.gold),
+        cited=bool(cited),
+        supported=any(contains_answer(passage, asked.gold) for passage in cited),
+        first_token_ms=first_token * 1000 if first_token is not None else None,
+        total_ms=total_ms,
+        completion_tokens=done.usage.completion_tokens,
+        passages=passages,
+    )
+
+
 # -- reports ------------------------------------------------------------------------------
 def retrieval_markdown(ev: RetrievalEval) -> str:
     """The report the README shows: mode x metric, then the anchors for this dataset."""
@@ -461,6 +710,46 @@ def answers_markdown(ev: AnswerRecallEval) -> str:
             f"| {mode} | {cells} | {m['mrr@10']:.3f} | {m['latency_p50_ms']:.0f} "
             f"| {m['latency_p95_ms']:.0f} |"
         )
+    return "\n".join(lines) + "\n"
+
+
+def generation_markdown(ev: GenerationEval) -> str:
+    """Answer quality as Markdown: answerable questions, held-out questions, cost."""
+    m = ev.metrics()
+    answerable, held_out = int(m["answerable_questions"]), int(m["held_out_questions"])
+    rows = [
+        ("Exact match (SQuAD)", m["exact_match"]),
+        ("Token F1 (SQuAD)", m["f1"]),
+        ("Answer contains the gold answer", m["contains_gold"]),
+        ("Answers with at least one citation", m["cited"]),
+        ("Cited passages contain the gold answer", m["citation_support"]),
+        ("Abstained (nothing above the relevance floor)", m["answerable_abstained"]),
+        ("Model said the documents do not cover it", m["answerable_not_covered"]),
+    ]
+    lines = [
+        f"### Answer quality: {ev.dataset} ({ev.model}, {ev.mode} search)",
+        "",
+        f"Index: {ev.documents} articles ({ev.chunks:,} chunks); {ev.held_out} articles "
+        f"(every {HOLD_OUT_EVERY}th) held out of it for the abstention questions. Answers are "
+        "scored without their [n] markers, after SQuAD's normalisation.",
+        "",
+        f"| {answerable} answerable questions | Share |",
+        "|---|---|",
+        *(f"| {name} | {value:.3f} |" for name, value in rows),
+        "",
+        f"| {held_out} questions about held-out articles | Share |",
+        "|---|---|",
+        f"| Abstained (nothing above the relevance floor) | {m['held_out_abstained']:.3f} |",
+        f"| Model said the documents do not cover it | {m['held_out_not_covered']:.3f} |",
+        "",
+        "| Per generated answer | p50 | p95 |",
+        "|---|---|---|",
+        f"| Time to first token (ms) | {m['first_token_p50_ms']:.0f} "
+        f"| {m['first_token_p95_ms']:.0f} |",
+        f"| Total latency (ms) | {m['latency_p50_ms']:.0f} | {m['latency_p95_ms']:.0f} |",
+        "",
+        f"Completion tokens per answer (mean): {m['completion_tokens_mean']:.0f}.",
+    ]
     return "\n".join(lines) + "\n"
 
 

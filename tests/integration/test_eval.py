@@ -4,13 +4,26 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
 
 from core.errors import InputError
-from core.settings import RetrievalSettings, Settings
-from serving.evaluation import evaluate_answer_recall, evaluate_retrieval, load_beir, load_covidqa
+from core.settings import LLMSettings, RetrievalSettings, Settings
+from serving.evaluation import (
+    contains_answer,
+    evaluate_answer_recall,
+    evaluate_generation,
+    evaluate_retrieval,
+    exact_match,
+    generation_questions,
+    load_beir,
+    load_covidqa,
+    says_not_covered,
+    squad_normalise,
+    token_f1,
+)
 from tests.integration.test_cli import run
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -200,3 +213,172 @@ def test_eval_cli_prints_one_object_or_one_per_mode(tmp_path: Path) -> None:
     wrong_mode = run(["eval", "retrieval", str(data), "--mode", "fuzzy"], tmp_path / "d")
     assert wrong_mode.returncode == 2
     assert "unknown mode 'fuzzy'" in wrong_mode.stderr
+
+
+# The answer-quality fixture: SQUAD plus a third article. Holding out every 20th
+# article leaves out the first ("Incubation"), so its two questions are the abstention
+# questions and the other two are answerable.
+SQUAD_GEN = {
+    "data": [
+        *SQUAD["data"],
+        {
+            "title": "Protection",
+            "document_id": 3,
+            "paragraphs": [
+                {
+                    "context": "Health workers should wear N95 respirators during "
+                    "aerosol-generating procedures, and surgical masks otherwise.",
+                    "qas": [
+                        {
+                            "question": "What should health workers wear during "
+                            "aerosol-generating procedures?",
+                            "answers": [{"text": "N95 respirators", "answer_start": 27}],
+                        }
+                    ],
+                }
+            ],
+        },
+    ]
+}
+
+
+@pytest.mark.parametrize(
+    ("prediction", "gold", "em", "f1"),
+    [
+        # Normalisation: case, punctuation and articles do not count.
+        ("The Eiffel Tower.", "eiffel tower", 1.0, 1.0),
+        # 2 common tokens: precision 2/2, recall 2/4 -> F1 2/3.
+        ("the Eiffel tower", "Eiffel Tower in Paris", 0.0, 2 / 3),
+        # precision 2/2, recall 2/3 -> F1 0.8.
+        ("Eiffel Tower", "the Eiffel Tower, Paris", 0.0, 0.8),
+        # Repeated tokens count once per occurrence in both (Counter intersection):
+        # common {five: 1, days: 1} = 2, precision 2/4, recall 2/2 -> F1 2/3.
+        ("five days five days", "five days", 0.0, 2 / 3),
+        ("Paris", "London", 0.0, 0.0),
+        ("", "London", 0.0, 0.0),
+    ],
+)
+def test_squad_exact_match_and_token_f1(prediction: str, gold: str, em: float, f1: float) -> None:
+    assert exact_match(prediction, gold) == em
+    assert token_f1(prediction, gold) == pytest.approx(f1)
+
+
+def test_squad_normalisation_containment_and_not_covered_phrases() -> None:
+    assert squad_normalise("  The COVID-19 virus,\tan  RNA virus! ") == "covid19 virus rna virus"
+    assert contains_answer("The median is five days [1].", "five days")
+    assert contains_answer("Mother-to-child transmission (MTCT).", "mother to child") is False
+    assert not contains_answer("twenty-five days", "five days")  # whole words only
+    assert not contains_answer("anything", "the")  # a gold that normalises to nothing
+    assert says_not_covered("The documents do not  cover this question [1].")
+    assert says_not_covered("The passages does not contain the answer.")
+    assert not says_not_covered("It spreads through respiratory droplets [1].")
+
+
+def test_generation_questions_hold_out_every_nth_article(tmp_path: Path) -> None:
+    path = tmp_path / "qa.json"
+    path.write_text(json.dumps(SQUAD_GEN))
+    data = load_covidqa(path)
+    asked = generation_questions(data, generate=10, abstain=10)
+    assert [(a.article, a.answerable) for a in asked] == [
+        ("2", True),
+        ("3", True),
+        ("1", False),
+        ("1", False),
+    ]
+    one_each = generation_questions(data, generate=1, abstain=1)
+    assert [a.question for a in one_each] == [
+        "How does the virus spread?",
+        "What is the median incubation period?",
+    ]
+    # 10 articles of 2 questions, every 4th held out: articles 0, 4, 8 (6 questions);
+    # 3 of them spread evenly: the 1st, 3rd and 5th.
+    many = {
+        "data": [
+            {
+                "document_id": f"a{i}",
+                "paragraphs": [
+                    {
+                        "context": f"Article {i}.",
+                        "qas": [
+                            {"question": f"q{i}-{j}", "answers": [{"text": f"{i}"}]}
+                            for j in range(2)
+                        ],
+                    }
+                ],
+            }
+            for i in range(10)
+        ]
+    }
+    path.write_text(json.dumps(many))
+    data = load_covidqa(path)
+    held = [a.question for a in generation_questions(data, 0, 3, every=4)]
+    assert held == ["q0-0", "q4-0", "q8-0"]
+    first = [a.question for a in generation_questions(data, 3, 0, every=4)]
+    assert first == ["q1-0", "q1-1", "q2-0"]
+    with pytest.raises(InputError, match="--generate"):
+        generation_questions(data, -1, 0)
+
+
+def test_generated_answers_are_scored_and_held_out_articles_are_not_indexed(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "tiny_qa.json"
+    path.write_text(json.dumps(SQUAD_GEN))
+    data_dir = tmp_path / "data"
+    settings = Settings(data_dir=data_dir, llm=LLMSettings(embedded_model="smollm2-135m"))
+    result = evaluate_generation(settings, load_covidqa(path), generate=5, abstain=2)
+    assert (result.documents, result.held_out, result.mode) == (2, 1, "hybrid")
+    assert result.model == "smollm2-135m-instruct"
+    answerable = [a for a in result.answers if a.answerable]
+    held_out = [a for a in result.answers if not a.answerable]
+    assert [a.gold for a in answerable] == ["respiratory droplets", "N95 respirators"]
+    assert [a.gold for a in held_out] == ["five days", "fever and a dry cough"]
+    for a in result.answers:
+        # Nothing of the held-out article ("incubation", "fever") reached the model.
+        assert all("incubation" not in p.lower() and "fever" not in p.lower() for p in a.passages)
+        assert re.search(r"\[\d", a.answer) is None  # citation markers removed
+        assert a.f1 == pytest.approx(token_f1(a.answer, a.gold))
+        if a.abstained:
+            assert (a.passages, a.first_token_ms, a.not_covered) == ((), None, False)
+        else:
+            assert a.answer
+            assert a.first_token_ms is not None
+            assert 0 < a.first_token_ms <= a.total_ms
+            assert a.completion_tokens > 0
+    for a in answerable:  # retrieval gave the model the passage with the gold answer
+        assert a.abstained or any(contains_answer(p, a.gold) for p in a.passages)
+    metrics = result.metrics()
+    assert (metrics["answerable_questions"], metrics["held_out_questions"]) == (2, 2)
+    for name, value in metrics.items():
+        if not name.endswith(("_questions", "_ms", "_mean")):
+            assert 0 <= value <= 1, name
+    assert metrics["exact_match"] <= metrics["f1"]
+    assert metrics["citation_support"] <= metrics["cited"]
+    assert metrics["completion_tokens_mean"] > 0
+    assert metrics["latency_p50_ms"] <= metrics["latency_p95_ms"]
+
+    # The CLI: recall, then generation, in one JSON object and one report (index reused).
+    report = tmp_path / "report.md"
+    args = ["eval", "answers", str(path), "--mode", "hybrid", "--generate", "1", "--abstain", "1"]
+    cli = run(
+        [*args, "--json", "--report", str(report)],
+        data_dir,
+        ENCLAVE_LLM__EMBEDDED_MODEL="smollm2-135m",
+    )
+    assert cli.returncode == 0, cli.stderr
+    rows = json.loads(cli.stdout)
+    assert set(rows) == {"hybrid", "generation"}
+    generation = rows["generation"]
+    assert generation["model"] == "smollm2-135m-instruct"
+    assert (generation["answerable_questions"], generation["held_out_questions"]) == (1, 1)
+    assert [a["answerable"] for a in generation["answers"]] == [True, False]
+    assert {"question", "gold", "answer", "f1", "exact_match", "supported"} <= set(
+        generation["answers"][0]
+    )
+    text = report.read_text()
+    assert "### Answer recall" in text
+    assert "### Answer quality: tiny_qa (smollm2-135m-instruct, hybrid search)" in text
+    assert "| 1 answerable questions | Share |" in text
+    bad = run(["eval", "answers", str(path), "--generate", "-1"], data_dir)
+    assert bad.returncode == 2
+    assert "--generate" in bad.stderr

@@ -167,10 +167,11 @@ def test_answer_streams_tokens_then_completes_with_citations() -> None:
     assert [c.n for c in done.answer.citations] == [1, 2]
     assert done.usage == Usage(100, 9)  # what the model reported
     (messages,) = gen.calls
-    prompt = messages[-1]["content"]
-    assert "[1] Doc 1, page 3\nEmployees get 25 days" in prompt
-    assert "[2] Doc 2\nBook travel" in prompt
+    system = messages[0]["content"]
     assert messages[0]["role"] == "system"
+    assert "[1] Doc 1, page 3\nEmployees get 25 days" in system
+    assert "[2] Doc 2\nBook travel" in system
+    assert messages[-1] == {"role": "user", "content": "leave and per diem?"}
 
 
 def test_closing_the_answer_early_closes_the_model_stream() -> None:
