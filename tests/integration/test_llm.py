@@ -60,9 +60,11 @@ def test_stream_yields_text_then_one_usage(server: EmbeddedLlamaServer) -> None:
     with generator(server.base_url) as gen:
         pieces = list(gen.stream(QUESTION, max_tokens=16, temperature=0.0))
     *texts, usage = pieces
-    assert len(texts) > 1 and all(isinstance(t, str) for t in texts)
+    assert len(texts) > 1
+    assert all(isinstance(t, str) for t in texts)
     assert isinstance(usage, Usage)
-    assert 0 < usage.completion_tokens <= 16 and usage.prompt_tokens > 0
+    assert 0 < usage.completion_tokens <= 16
+    assert usage.prompt_tokens > 0
 
 
 def test_closing_a_stream_early_leaves_the_server_usable(server: EmbeddedLlamaServer) -> None:
@@ -127,7 +129,8 @@ def test_the_bundled_qwen_is_assembled_once_and_checked(
     assert digest == llama_server.QWEN_SHA256
     assert path.read_bytes()[:4] == b"GGUF"
     mtime = path.stat().st_mtime_ns
-    assert assemble_qwen(tmp_path) == path and path.stat().st_mtime_ns == mtime  # reused
+    assert assemble_qwen(tmp_path) == path
+    assert path.stat().st_mtime_ns == mtime
     # parts that do not hash to the expected value are refused, and nothing is left behind
     monkeypatch.setattr(llama_server, "QWEN_SHA256", "0" * 64)
     other = tmp_path / "other"

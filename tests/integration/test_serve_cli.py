@@ -69,7 +69,8 @@ def test_serve_ask_through_it_and_stop(tmp_path: Path) -> None:
         held = run(["search", "annual leave"], data)
         assert held.returncode == 2
         assert "in use by another Enclave process" in held.stderr
-        assert "ENCLAVE_API_URL" in held.stderr and "Traceback" not in held.stderr
+        assert "ENCLAVE_API_URL" in held.stderr
+        assert "Traceback" not in held.stderr
 
         remote = run(
             ["ask", "How many days of annual leave do employees get?", "--json"],
@@ -79,7 +80,8 @@ def test_serve_ask_through_it_and_stop(tmp_path: Path) -> None:
         )
         assert remote.returncode == 0, remote.stderr
         answer = json.loads(remote.stdout)
-        assert answer["answer"].strip() and answer["model"] == "smollm2-135m-instruct"
+        assert answer["answer"].strip()
+        assert answer["model"] == "smollm2-135m-instruct"
         assert isinstance(answer["citations"], list)
 
         streamed = run(
@@ -88,11 +90,13 @@ def test_serve_ask_through_it_and_stop(tmp_path: Path) -> None:
             ENCLAVE_API_URL=url,
             ENCLAVE_API_KEY=key,
         )
-        assert streamed.returncode == 0 and streamed.stdout.strip()
+        assert streamed.returncode == 0
+        assert streamed.stdout.strip()
 
         wrong_key = run(["ask", "leave?"], data, ENCLAVE_API_URL=url, ENCLAVE_API_KEY="enc_x_y")
         assert wrong_key.returncode == 2
-        assert "401" in wrong_key.stderr and "invalid or revoked API key" in wrong_key.stderr
+        assert "401" in wrong_key.stderr
+        assert "invalid or revoked API key" in wrong_key.stderr
     finally:
         server.send_signal(signal.SIGINT)
         server.wait(timeout=60)
@@ -109,4 +113,5 @@ def test_serve_ask_through_it_and_stop(tmp_path: Path) -> None:
     nowhere = run(
         ["ask", "leave?"], data, ENCLAVE_API_URL="http://127.0.0.1:9", ENCLAVE_API_KEY="k"
     )
-    assert nowhere.returncode == 2 and "cannot reach the Enclave API" in nowhere.stderr
+    assert nowhere.returncode == 2
+    assert "cannot reach the Enclave API" in nowhere.stderr

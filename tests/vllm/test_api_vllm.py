@@ -52,8 +52,10 @@ def test_ask_through_vllm(client: tuple[TestClient, str]) -> None:
     assert api.get("/readyz").json()["checks"] == {"store": "ok", "llm": "ok"}
     body = api.post("/v1/ask", json={"question": "How many days of annual leave do I get?"}).json()
     assert body["model"] == SERVED_NAME
-    assert body["answer"].strip() and not body["abstained"]
-    assert body["passages"] and 0 < body["usage"]["completion_tokens"] <= 64
+    assert body["answer"].strip()
+    assert not body["abstained"]
+    assert body["passages"]
+    assert 0 < body["usage"]["completion_tokens"] <= 64
     for c in body["citations"]:
         assert c["quote"] in body["passages"][c["n"] - 1]["text"]
 
@@ -64,7 +66,8 @@ def test_ask_through_vllm(client: tuple[TestClient, str]) -> None:
         block.split("\n", 1)[0].removeprefix("event: ")
         for block in streamed.text.strip().split("\n\n")
     ]
-    assert events[0] == "retrieval" and events[-2:] == ["citations", "done"]
+    assert events[0] == "retrieval"
+    assert events[-2:] == ["citations", "done"]
     assert "token" in events
     done = json.loads(streamed.text.strip().split("\n\n")[-1].split("data: ", 1)[1])
     assert done["usage"]["completion_tokens"] > 0
