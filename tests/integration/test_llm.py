@@ -6,6 +6,9 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -137,3 +140,31 @@ def test_the_bundled_qwen_is_assembled_once_and_checked(
     with pytest.raises(ModelError, match="do not match the expected SHA-256"):
         assemble_qwen(other)
     assert list(other.iterdir()) == []
+
+
+def test_the_server_dies_with_enclave_even_on_sigkill(tmp_path: Path) -> None:
+    script = f"""
+import sys, time
+from pathlib import Path
+from backends.llama_server import EmbeddedLlamaServer, resolve_gguf
+name, gguf = resolve_gguf("smollm2-135m", Path({str(tmp_path)!r}))
+srv = EmbeddedLlamaServer(gguf, name, context_window=512, threads=1, log_path=Path({str(tmp_path / "l.log")!r}))
+srv.start()
+print(srv.pid, flush=True)
+time.sleep(300)
+"""
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert parent.stdout is not None
+    child = int(parent.stdout.readline())
+    os.kill(child, 0)  # running
+    parent.kill()  # SIGKILL: no atexit, no cleanup in the parent
+    parent.wait(timeout=10)
+    parent.stdout.close()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"llama.cpp server {child} outlived its parent")
