@@ -85,7 +85,7 @@ class OpenAICompatibleGenerator:
     def check(self) -> None:
         """Raise unless the server answers ``/models`` and lists this model."""
         try:
-            response = self._request("GET", "/models")
+            response = self._send("GET", "/models")
         except ModelError as exc:  # 4xx: a wrong API root (404) or key (401/403)
             raise ConfigError(
                 f"{exc}; is {self._base} the server's OpenAI API root (it usually ends "
@@ -129,7 +129,7 @@ class OpenAICompatibleGenerator:
         pieces = 0
         usage: Usage | None = None
         finished = False
-        with self._open_stream(body) as response:
+        with closing(self._send("POST", "/chat/completions", body=body, stream=True)) as response:
             try:
                 for line in response.iter_lines():
                     if not line.startswith("data:"):
@@ -175,14 +175,15 @@ class OpenAICompatibleGenerator:
             usage = Usage(prompt, pieces)
         yield usage
 
-    def _open_stream(self, body: dict[str, Any]) -> closing[httpx.Response]:
-        """An open streaming response, after retrying connection failures."""
+    def _send(
+        self, method: str, path: str, *, body: dict[str, Any] | None = None, stream: bool = False
+    ) -> httpx.Response:
+        """A response with a success status, after retrying connection failures (with
+        exponential backoff); the caller closes a streamed one."""
         for attempt in range(self._retries + 1):
-            request = self._client.build_request(
-                "POST", self._base + "/chat/completions", json=body
-            )
+            request = self._client.build_request(method, self._base + path, json=body)
             try:
-                response = self._client.send(request, stream=True)
+                response = self._client.send(request, stream=stream)
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
                 if attempt < self._retries:
                     logger.warning("LLM %s unreachable, retrying (%s)", self._base, exc)
@@ -195,22 +196,6 @@ class OpenAICompatibleGenerator:
                 detail = response.read().decode("utf-8", "replace")
                 response.close()
                 raise self._refused(response.status_code, detail)
-            return closing(response)
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _request(self, method: str, path: str) -> httpx.Response:
-        for attempt in range(self._retries + 1):
-            try:
-                response = self._client.request(method, self._base + path)
-            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-                if attempt < self._retries:
-                    time.sleep(_BACKOFF_S * 2**attempt)
-                    continue
-                raise self._unreachable(exc) from exc
-            except httpx.HTTPError as exc:
-                raise self._unreachable(exc) from exc
-            if response.status_code >= 400:
-                raise self._refused(response.status_code, response.text)
             return response
         raise AssertionError("unreachable")  # pragma: no cover
 

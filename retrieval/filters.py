@@ -89,16 +89,21 @@ def _time(values: dict[str, tuple[str, ...]], key: str) -> float | None:
         return None
     if len(given) > 1:
         raise InputError(f"filter field {key!r} takes one value, not {len(given)}")
-    text = given[0]
+    return parse_instant(given[0], f"filter {key}=")
+
+
+def parse_instant(text: str, what: str) -> float:
+    """An ISO 8601 date or date-time (UTC when it names no zone) or Unix seconds, as
+    Unix seconds; ``what`` names the input in the error."""
     try:
         return float(text)
     except ValueError:
         pass
     try:
-        moment = datetime.fromisoformat(text)
+        moment = datetime.fromisoformat(text.strip())
     except ValueError:
         raise InputError(
-            f"filter {key}={text!r} is not a date; use ISO 8601 (2026-01-31 or "
+            f"{what}{text!r} is not a date; use ISO 8601 (2026-01-31 or "
             "2026-01-31T12:00:00+01:00) or Unix seconds"
         ) from None
     if moment.tzinfo is None:

@@ -17,26 +17,16 @@ from rich.table import Table
 from core.errors import InputError
 from core.settings import Settings
 from ingest.cli import split_groups
+from retrieval.filters import parse_instant
 from serving.db import ApiKey, AppDatabase, Role
 
 SettingsFactory = Callable[[], Settings]
 
 
 def parse_since(value: str) -> float:
-    """An ISO date or date-time (``2026-11-01``, ``2026-11-01T12:00:00Z``) as epoch seconds.
-
-    A value without a time zone is read as UTC.
-    """
-    try:
-        moment = datetime.fromisoformat(value.strip())
-    except ValueError:
-        raise InputError(
-            f"--since {value!r} is not a date; use an ISO date or date-time, "
-            "e.g. 2026-11-01 or 2026-11-01T12:00:00Z"
-        ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
+    """An ISO date or date-time (``2026-11-01``, ``2026-11-01T12:00:00Z``; UTC when it names
+    no zone) or Unix seconds."""
+    return parse_instant(value, "--since ")
 
 
 def _iso(ts: float | None) -> str | None:

@@ -17,7 +17,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from backends.container import Container, build_container
 from core.errors import ConfigError, EnclaveError, InputError, LLMUnavailableError, NotFoundError
 from core.settings import Settings
-from core.types import Citation, Hit, Principal
+from core.types import Hit, Principal
 from ingest.pipeline import Ingestor, source_of
 from serving.answering import Answerer, Completed, Retrieved, Router, Token
 from serving.db import ApiKey, AppDatabase, AuditEntry
@@ -221,17 +221,6 @@ AdminDep = Annotated[ApiKey, Depends(require_admin)]
 
 
 # -- presenting ----------------------------------------------------------------------------
-def citation_json(c: Citation) -> dict[str, Any]:
-    return {
-        "n": c.n,
-        "doc_id": c.doc_id,
-        "source": c.source,
-        "title": c.title,
-        "page": c.page,
-        "quote": c.quote,
-    }
-
-
 def passages_json(hits: tuple[Hit, ...]) -> list[dict[str, Any]]:
     return [{"n": n, **hit_json(h)} for n, h in enumerate(hits, 1)]
 
@@ -578,7 +567,7 @@ def create_app(
                     }
                 ],
                 "usage": usage_json(done),
-                "citations": [citation_json(c) for c in done.answer.citations],
+                "citations": [asdict(c) for c in done.answer.citations],
                 "passages": passages_json(done.answer.passages),
                 "answer_id": session.answer_id,
             }
@@ -613,7 +602,7 @@ def create_app(
                     {},
                     "stop",
                     usage=usage_json(event),
-                    citations=[citation_json(c) for c in event.answer.citations],
+                    citations=[asdict(c) for c in event.answer.citations],
                     answer_id=session.answer_id,
                 ),
                 "data: [DONE]\n\n",
@@ -766,7 +755,7 @@ def _ask_json(session: AnswerSession, done: Completed, conversation_id: str) -> 
     return {
         "answer": done.answer.text,
         "answer_id": session.answer_id,
-        "citations": [citation_json(c) for c in done.answer.citations],
+        "citations": [asdict(c) for c in done.answer.citations],
         "passages": passages_json(done.answer.passages),
         "model": done.answer.model,
         "conversation_id": conversation_id,

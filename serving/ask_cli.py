@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterator
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -49,17 +50,7 @@ def print_answer(
     answer = done.answer
     result = {
         "answer": answer.text,
-        "citations": [
-            {
-                "n": c.n,
-                "doc_id": c.doc_id,
-                "source": c.source,
-                "title": c.title,
-                "page": c.page,
-                "quote": c.quote,
-            }
-            for c in answer.citations
-        ],
+        "citations": [asdict(c) for c in answer.citations],
         "model": answer.model,
         "abstained": done.abstained,
     }
