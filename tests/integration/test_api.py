@@ -571,15 +571,16 @@ def test_the_embedded_llm_is_restarted_when_it_dies(api: Api) -> None:
 @pytest.fixture(scope="module")
 def no_llm_api(
     tmp_path_factory: pytest.TempPathFactory, embedder: Embedder
-) -> Iterator[tuple[str, str]]:
-    """A small knowledge base with an LLM URL nothing listens on, and a tight rate limit."""
+) -> Iterator[tuple[str, str, str]]:
+    """A small knowledge base with an LLM URL nothing listens on, a tight rate limit and
+    PII redaction of the audit log."""
     root = tmp_path_factory.mktemp("no-llm")
     write_md(root / "kb" / "leave.md", sample_spec("leave"))
     dead = ModelSettings(name="dead", base_url=f"http://127.0.0.1:{free_port()}/v1")
     settings = Settings(
         data_dir=root / "data",
         llm=LLMSettings(models=[dead], retries=1, connect_timeout_s=1),
-        api=ApiSettings(rate_limit_per_minute=5),
+        api=ApiSettings(rate_limit_per_minute=5, redact_audit=True),
     )
     container = build_container(settings, embedder=embedder)
     Ingestor(container).run([root / "kb"], groups=["staff"])
@@ -588,13 +589,13 @@ def no_llm_api(
     db.close()
     try:
         with Server(create_app(settings, container)) as url:
-            yield url, key
+            yield url, key, settings.database_url
     finally:
         container.close()
 
 
-def test_llm_down_is_a_clear_503_or_stream_error(no_llm_api: tuple[str, str]) -> None:
-    url, key = no_llm_api
+def test_llm_down_is_a_clear_503_or_stream_error(no_llm_api: tuple[str, str, str]) -> None:
+    url, key, _ = no_llm_api
     client = client_for(url, {"Authorization": f"Bearer {key}"})
     response = client.post("/v1/ask", json={"question": "How many days of annual leave?"})
     assert_error(response, 503, "llm_unavailable", "cannot be reached")
@@ -615,3 +616,23 @@ def test_llm_down_is_a_clear_503_or_stream_error(no_llm_api: tuple[str, str]) ->
     assert_error(limited, 429, "rate_limited", "retry in")
     assert int(limited.headers["retry-after"]) >= 1
     client.close()
+
+
+def test_audit_redaction_when_configured(no_llm_api: tuple[str, str, str]) -> None:
+    url, key, database_url = no_llm_api
+    time.sleep(1)  # let the rate limiter of the previous test refill one request
+    query = "leave rules, reply to jo.bloggs@example.com or +44 20 7946 0958"
+    with client_for(url, {"Authorization": f"Bearer {key}"}) as client:
+        response = client.post("/v1/search", json={"query": query})
+    assert response.status_code in (200, 429)
+    if response.status_code == 429:
+        time.sleep(int(response.headers["retry-after"]))
+        with client_for(url, {"Authorization": f"Bearer {key}"}) as client:
+            assert client.post("/v1/search", json={"query": query}).status_code == 200
+    db = AppDatabase(database_url)
+    try:
+        stored = [r["question"] for r in db.audit_since(0) if r["kind"] == "search"]
+    finally:
+        db.close()
+    assert "leave rules, reply to [EMAIL] or [PHONE]" in stored
+    assert not any("jo.bloggs" in q or "7946" in q for q in stored)
