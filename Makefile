@@ -107,4 +107,4 @@ lock:
 	$(PIP) freeze --exclude-editable | grep -v -E "^(enclave|torchvision|timm)==" | sed -E "s/^torch==([0-9.]+)\+cpu$$/torch==\1/" > constraints.txt
 
 clean:
-	rm -rf $(VENV) .enclave .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(VLLM_VENV) .enclave .enclave-vllm .pytest_cache .mypy_cache .ruff_cache
