@@ -14,12 +14,12 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import Depends, FastAPI, File, Form, Request, Response, UploadFile
 from fastapi.concurrency import run_in_threadpool
@@ -49,6 +49,7 @@ from serving.web import (
 
 logger = logging.getLogger(__name__)
 
+T = TypeVar("T")
 AUTO_MODEL = "enclave"
 """The model name that lets Enclave's router choose (``/v1/chat/completions``)."""
 MAX_QUESTION_SCHEMA = 100_000  # hard schema cap; the configured limit is checked with a clear 400
@@ -446,13 +447,9 @@ def create_app(
             top_k=body.top_k,
         )
         if not body.stream:
-            try:
-                done = await run_in_threadpool(session.run_to_end)
-            except Exception as exc:
-                await run_in_threadpool(session.fail, f"error: {classify(exc)[1]}")
-                raise
+            done = await _guarded(session, session.run_to_end)
             return _ask_json(session, done, conversation_id)
-        first = await _first_event(session)
+        first = await _guarded(session, session.next_event)
 
         def render(event: Retrieved | Token | Completed) -> list[str]:
             if isinstance(event, Retrieved):
@@ -549,11 +546,7 @@ def create_app(
         created = int(time.time())
         completion_id = f"chatcmpl-{uuid.uuid4().hex}"
         if not body.stream:
-            try:
-                done = await run_in_threadpool(session.run_to_end)
-            except Exception as exc:
-                await run_in_threadpool(session.fail, f"error: {classify(exc)[1]}")
-                raise
+            done = await _guarded(session, session.run_to_end)
             return {
                 "id": completion_id,
                 "object": "chat.completion",
@@ -571,7 +564,7 @@ def create_app(
                 "passages": passages_json(done.answer.passages),
                 "answer_id": session.answer_id,
             }
-        first = await _first_event(session)
+        first = await _guarded(session, session.next_event)
 
         def chunk(model_name: str, delta: dict[str, str], finish: str | None, **extra: Any) -> str:
             data = {
@@ -741,11 +734,12 @@ def _json(data: object) -> str:
     return json.dumps(data, ensure_ascii=False)
 
 
-async def _first_event(session: AnswerSession) -> Retrieved | Token | Completed | None:
-    """Run up to the first event before the stream starts, so bad input, unknown models
+async def _guarded(session: AnswerSession, step: Callable[[], T]) -> T:
+    """Run a step of the answer in a worker thread, auditing a failure before it propagates.
+    Streams run their first step this way before they start, so bad input, unknown models
     and an unreachable store still get a proper status code instead of a stream."""
     try:
-        return await run_in_threadpool(session.next_event)
+        return await run_in_threadpool(step)
     except Exception as exc:
         await run_in_threadpool(session.fail, f"error: {classify(exc)[1]}")
         raise
