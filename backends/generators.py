@@ -78,10 +78,6 @@ class OpenAICompatibleGenerator:
     def context_window(self) -> int:
         return self._settings.context_window
 
-    @property
-    def base_url(self) -> str:
-        return self._base
-
     def check(self) -> None:
         """Raise unless the server answers ``/models`` and lists this model."""
         try:
@@ -104,16 +100,6 @@ class OpenAICompatibleGenerator:
                 f"(model {self.name!r}); set its served_name in ENCLAVE_LLM__MODELS or start "
                 "the server with that model"
             )
-
-    def complete(
-        self, messages: Sequence[dict[str, str]], max_tokens: int, temperature: float = 0.0
-    ) -> str:
-        """The whole reply at once (used for short internal tasks such as rewriting)."""
-        return "".join(
-            piece
-            for piece in self.stream(messages, max_tokens, temperature)
-            if isinstance(piece, str)
-        )
 
     def stream(
         self, messages: Sequence[dict[str, str]], max_tokens: int, temperature: float = 0.1

@@ -147,7 +147,6 @@ class EmbeddedLlamaServer:
         self._proc: subprocess.Popen[bytes] | None = None
         self._stopping = threading.Event()
         self._lock = threading.Lock()
-        self._watchdog: threading.Thread | None = None
         self.restarts = 0
 
     @property
@@ -177,8 +176,7 @@ class EmbeddedLlamaServer:
                 ready.set()
             self._watch()
 
-        self._watchdog = threading.Thread(target=supervise, name="llama-watchdog", daemon=True)
-        self._watchdog.start()
+        threading.Thread(target=supervise, name="llama-watchdog", daemon=True).start()
         ready.wait()
         if failure:
             raise failure[0]

@@ -130,7 +130,8 @@ class Reranker(Protocol):
 class Generator(Protocol):
     """Writes text from chat messages (OpenAI-style ``role``/``content`` dicts).
 
-    - ``name`` is what clients call the model; ``context_window`` its window in tokens.
+    - ``name`` is what clients call the model; ``context_window`` its window in tokens;
+      ``role`` is ``small`` or ``large`` (the router sends complex questions to ``large``).
     - ``check`` raises ``LLMUnavailableError`` when the server cannot be reached and
       ``ConfigError`` when it does not serve the model.
     - ``stream`` yields the text as it is generated, then one ``Usage``. Closing the
@@ -143,6 +144,9 @@ class Generator(Protocol):
 
     @property
     def context_window(self) -> int: ...
+
+    @property
+    def role(self) -> str: ...
 
     def check(self) -> None: ...
 

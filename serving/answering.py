@@ -19,7 +19,8 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections import abc
+from collections.abc import Mapping, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -47,7 +48,7 @@ REWRITE_PROMPT = (
     "Rewrite the user's follow-up question as one standalone search query that makes sense "
     "without the conversation. Reply with the query only."
 )
-_MARKER = re.compile(r"\[(\d{1,3}(?:\s*,\s*\d{1,3})*)\]")
+CITATION_MARKER = re.compile(r"\[(\d{1,3}(?:\s*,\s*\d{1,3})*)\]")
 _SENTENCE = re.compile(r"[^.!?\n]+(?:[.!?]+|$)", re.MULTILINE)
 _WORD = re.compile(r"\w+")
 _COMPLEX = re.compile(
@@ -91,6 +92,18 @@ class Completed:
 AnswerEvent = Retrieved | Token | Completed
 
 
+def complete(
+    generator: Generator,
+    messages: Sequence[dict[str, str]],
+    max_tokens: int,
+    temperature: float = 0.0,
+) -> str:
+    """A generator's whole reply at once (for short internal tasks such as rewriting)."""
+    return "".join(
+        p for p in generator.stream(messages, max_tokens, temperature) if isinstance(p, str)
+    )
+
+
 # -- routing -------------------------------------------------------------------------------
 def is_complex(question: str, has_history: bool, complex_chars: int) -> bool:
     """Long, multi-part or comparative questions, and follow-ups, go to a large model."""
@@ -108,10 +121,9 @@ class Router:
             raise InputError("no LLM is configured (ENCLAVE_LLM__MODELS)")
         self._generators = dict(generators)
         self._settings = settings
-        roles = {name: getattr(g, "role", "small") for name, g in generators.items()}
         names = list(generators)
-        self._small = next((n for n in names if roles[n] == "small"), names[0])
-        self._large = next((n for n in names if roles[n] == "large"), self._small)
+        self._small = next((n for n in names if generators[n].role == "small"), names[0])
+        self._large = next((n for n in names if generators[n].role == "large"), self._small)
         self.default = settings.default_model or self._small
 
     @property
@@ -190,19 +202,19 @@ def extract_citations(text: str, blocks: Sequence[Hit]) -> tuple[str, tuple[Cita
     context: dict[int, list[str]] = {}
     sentences = _SENTENCE.findall(text) or [text]
     for sentence in sentences:
-        for match in _MARKER.finditer(sentence):
+        for match in CITATION_MARKER.finditer(sentence):
             for raw in match.group(1).split(","):
                 n = int(raw)
                 if 1 <= n <= len(blocks):
                     if n not in context:
                         order.append(n)
-                    context.setdefault(n, []).append(_MARKER.sub("", sentence))
+                    context.setdefault(n, []).append(CITATION_MARKER.sub("", sentence))
 
     def keep_valid(match: re.Match[str]) -> str:
         valid = [r.strip() for r in match.group(1).split(",") if 1 <= int(r) <= len(blocks)]
         return f"[{', '.join(valid)}]" if valid else ""
 
-    cleaned = _MARKER.sub(keep_valid, text)
+    cleaned = CITATION_MARKER.sub(keep_valid, text)
     cleaned = re.sub(r"[ \t]+([.,;:!?])", r"\1", cleaned).strip()
     citations = []
     for n in order:
@@ -259,7 +271,7 @@ class Answerer:
         filters: Mapping[str, str | Sequence[str]] | None = None,
         groups: Sequence[str] | None = None,
         top_k: int | None = None,
-    ) -> Iterator[AnswerEvent]:
+    ) -> abc.Generator[AnswerEvent, None, None]:
         """Stream the answer as events: ``Retrieved``, ``Token``s, then ``Completed``.
 
         Closing the iterator early stops the generation.
@@ -284,11 +296,11 @@ class Answerer:
             answer = Answer(text=NOT_COVERED, citations=(), passages=(), model=generator.name)
             yield Completed(answer, Usage(0, 0), abstained=True, query=query, timings=timings)
             return
+        frame = build_messages(text, (), history)  # the prompt without passages
         budget = (
             generator.context_window
             - self._settings.max_answer_tokens
-            - sum(estimate_tokens(q) + estimate_tokens(a) for q, a in history)
-            - estimate_tokens(SYSTEM_PROMPT + text)
+            - sum(estimate_tokens(m["content"]) for m in frame)
             - _PROMPT_MARGIN
         )
         blocks = pack(hits, budget)
@@ -338,9 +350,7 @@ class Answerer:
             {"role": "system", "content": REWRITE_PROMPT},
             {"role": "user", "content": prompt},
         ]
-        generator = self.router.small()
-        pieces = [p for p in generator.stream(messages, 64, 0.0) if isinstance(p, str)]
-        rewritten = "".join(pieces).strip().splitlines()
+        rewritten = complete(self.router.small(), messages, 64).strip().splitlines()
         query = rewritten[0].strip().strip('"').strip() if rewritten else ""
         query = re.sub(r"^(standalone query|query)\s*:\s*", "", query, flags=re.IGNORECASE)
         if len(query) < 3 or len(query) > _MAX_REWRITE_CHARS:

@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
@@ -28,6 +28,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
 
 from backends.container import Container, build_container
+from backends.registry import RegisteredDocument
 from core.errors import ConfigError, EnclaveError, InputError, LLMUnavailableError, NotFoundError
 from core.settings import Settings
 from core.types import Hit, Principal
@@ -156,7 +157,9 @@ class Services:
         self.db.close()
 
 
-def build_services(settings: Settings, container: Container) -> Services:
+def build_services(
+    settings: Settings, container: Container, metrics: Metrics | None = None
+) -> Services:
     """Load the models, start or check the LLMs, open the app database."""
     retriever = build_retriever(container)
     generators = container.generators()
@@ -170,7 +173,7 @@ def build_services(settings: Settings, container: Container) -> Services:
         settings=settings,
         container=container,
         db=AppDatabase(settings.database_url),
-        metrics=Metrics(),
+        metrics=metrics or Metrics(),
         limiter=RateLimiter(settings.api.rate_limit_per_minute),
         answerer=Answerer(retriever, router, settings.llm),
         ingestor=Ingestor(container),
@@ -205,7 +208,6 @@ def authenticate(request: Request, services: ServicesDep) -> ApiKey:
             {"WWW-Authenticate": "Bearer"},
         )
     services.limiter.check(key.id)
-    request.state.key_id = key.id
     return key
 
 
@@ -263,7 +265,7 @@ class AnswerSession:
         self.question = question
         self.conversation_id = conversation_id
         self.started = time.perf_counter()
-        self.events: Iterator[Any] = services.answerer.run(
+        self.events = services.answerer.run(
             question,
             key.principal,
             history=history,
@@ -304,7 +306,7 @@ class AnswerSession:
 
     def fail(self, status: str) -> None:
         """Audit an answer that failed or was cancelled, with what was written so far."""
-        self.events.close()  # type: ignore[attr-defined]
+        self.events.close()
         self.audit(status, "".join(self.pieces), None)
 
     def audit(self, status: str, answer: str, done: Completed | None) -> str:
@@ -350,7 +352,7 @@ async def stream_events(
         if status == 500:
             logger.error("internal error mid-stream", exc_info=exc)
         await run_in_threadpool(session.fail, f"error: {type_}")
-        yield sse("error", error_body(status, type_, message))
+        yield sse(error_body(type_, message), "error")
     finally:
         if not finished:  # the client went away: stop generating, keep the partial answer
             session.fail("cancelled")
@@ -363,13 +365,18 @@ def create_app(
     """The API. With ``services`` (``enclave serve`` builds them first, so start-up errors
     are one line), the app uses them; else it builds them on ``container`` (or on a
     container of its own, closed with the app)."""
+    app_metrics = services.metrics if services else Metrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         own = container is None and services is None
         c = services.container if services else (container or build_container(settings))
         try:
-            ready = services if services else await run_in_threadpool(build_services, settings, c)
+            ready = (
+                services
+                if services
+                else await run_in_threadpool(build_services, settings, c, app_metrics)
+            )
         except BaseException:
             if own:
                 c.close()
@@ -391,7 +398,7 @@ def create_app(
         redoc_url=None,
     )
     install_error_handlers(app)
-    app.add_middleware(RequestContext, metrics=_LazyMetrics(app))  # type: ignore[arg-type]
+    app.add_middleware(RequestContext, metrics=app_metrics)
 
     # -- health ------------------------------------------------------------------------------
     @app.get("/healthz", tags=["health"])
@@ -455,19 +462,19 @@ def create_app(
             if isinstance(event, Retrieved):
                 return [
                     sse(
-                        "retrieval",
                         {
                             "passages": passages_json(event.passages),
                             "model": event.model,
                             "query": event.query,
                             "conversation_id": conversation_id,
                         },
+                        "retrieval",
                     )
                 ]
             if isinstance(event, Token):
-                return [sse("token", {"text": event.text})]
+                return [sse({"text": event.text}, "token")]
             body = _ask_json(session, event, conversation_id)
-            return [sse("citations", {"citations": body["citations"]}), sse("done", body)]
+            return [sse({"citations": body["citations"]}, "citations"), sse(body, "done")]
 
         return StreamingResponse(
             stream_events(session, first, render),
@@ -539,7 +546,7 @@ def create_app(
             key,
             "chat",
             turns[-1].text(),
-            history=history[-services.settings.llm.history_turns :],
+            history=history,
             conversation_id=None,
             model=model,
         )
@@ -575,7 +582,7 @@ def create_app(
                 "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
                 **extra,
             }
-            return "data: " + _json(data) + "\n\n"
+            return sse(data)
 
         def render(event: Retrieved | Token | Completed) -> list[str]:
             if isinstance(event, Retrieved):
@@ -626,7 +633,7 @@ def create_app(
         record = _readable(services, key.principal, doc_id)
         chunks = services.container.store.chunks(doc_id)
         return {
-            **_document_json(record),
+            **record.as_dict(),
             "chunks": [
                 {"chunk_id": c.id, "chunk_index": c.chunk_index, "page": c.page, "text": c.text}
                 for c in chunks
@@ -649,12 +656,12 @@ def create_app(
     @app.get("/v1/documents", tags=["documents"])
     def list_documents(services: ServicesDep, _key: AdminDep) -> dict[str, Any]:
         """Every ingested document."""
-        return {"documents": [_document_json(r) for r in services.container.registry.all()]}
+        return {"documents": [r.as_dict() for r in services.container.registry.all()]}
 
     @app.get("/v1/documents/{doc_id}", tags=["documents"])
     def get_document(doc_id: str, services: ServicesDep, _key: AdminDep) -> dict[str, Any]:
         """One ingested document."""
-        return _document_json(_registered(services, doc_id))
+        return _registered(services, doc_id).as_dict()
 
     @app.delete("/v1/documents/{doc_id}", tags=["documents"])
     def delete_document(doc_id: str, services: ServicesDep, _key: AdminDep) -> dict[str, str]:
@@ -715,25 +722,7 @@ def create_app(
     return app
 
 
-class _LazyMetrics:
-    """The middleware is built before the lifespan creates the services: look them up."""
-
-    def __init__(self, app: FastAPI) -> None:
-        self._app = app
-        self._fallback = Metrics()
-
-    def __getattr__(self, name: str) -> Any:
-        services = getattr(self._app.state, "services", None)
-        return getattr(services.metrics if services else self._fallback, name)
-
-
 # -- helpers -----------------------------------------------------------------------------------
-def _json(data: object) -> str:
-    import json
-
-    return json.dumps(data, ensure_ascii=False)
-
-
 async def _guarded(session: AnswerSession, step: Callable[[], T]) -> T:
     """Run a step of the answer in a worker thread, auditing a failure before it propagates.
     Streams run their first step this way before they start, so bad input, unknown models
@@ -758,30 +747,14 @@ def _ask_json(session: AnswerSession, done: Completed, conversation_id: str) -> 
     }
 
 
-def _document_json(record: Any) -> dict[str, Any]:
-    d = record.document
-    return {
-        "doc_id": d.doc_id,
-        "source": d.source,
-        "title": d.title,
-        "mime_type": d.mime_type,
-        "size_bytes": d.size_bytes,
-        "modified_at": d.modified_at,
-        "groups": list(d.groups),
-        "tags": list(d.tags),
-        "chunks": record.chunks,
-        "ingested_at": record.ingested_at,
-    }
-
-
-def _registered(services: Services, doc_id: str) -> Any:
+def _registered(services: Services, doc_id: str) -> RegisteredDocument:
     record = services.container.registry.get(doc_id)
     if record is None:
         raise NotFoundError(f"no document {doc_id}; list them with GET /v1/documents")
     return record
 
 
-def _readable(services: Services, principal: Principal, doc_id: str) -> Any:
+def _readable(services: Services, principal: Principal, doc_id: str) -> RegisteredDocument:
     """The document if the principal may read it; otherwise 'not found' (never revealing
     that a document outside their groups exists)."""
     record = services.container.registry.get(doc_id)

@@ -85,8 +85,7 @@ def classify(exc: BaseException) -> tuple[int, str, str]:
     return 500, "internal_error", "internal error; the server log has the details"
 
 
-def error_body(status: int, type_: str, message: str) -> dict[str, Any]:
-    del status
+def error_body(type_: str, message: str) -> dict[str, Any]:
     return {"error": {"type": type_, "message": message, "request_id": request_id_var.get()}}
 
 
@@ -95,7 +94,7 @@ def error_response(exc: BaseException) -> JSONResponse:
     if status == 500:
         logger.error("internal error", exc_info=exc)
     headers = exc.headers if isinstance(exc, ApiError) else {}
-    return JSONResponse(error_body(status, type_, message), status_code=status, headers=headers)
+    return JSONResponse(error_body(type_, message), status_code=status, headers=headers)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -109,13 +108,13 @@ def install_error_handlers(app: FastAPI) -> None:
             where = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
             problems.append(f"{where}: {err.get('msg', 'invalid')}")
         message = "invalid request: " + "; ".join(problems)
-        return JSONResponse(error_body(422, "invalid_request", message), status_code=422)
+        return JSONResponse(error_body("invalid_request", message), status_code=422)
 
     async def on_http(_request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
         type_ = _HTTP_TYPES.get(exc.status_code, "invalid_request")
         return JSONResponse(
-            error_body(exc.status_code, type_, str(exc.detail)),
+            error_body(type_, str(exc.detail)),
             status_code=exc.status_code,
             headers=getattr(exc, "headers", None),
         )
@@ -243,6 +242,7 @@ class RateLimiter:
             self._buckets[key_id] = (tokens - 1.0, now)
 
 
-def sse(event: str, data: object) -> str:
-    """One server-sent event."""
-    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
+def sse(data: object, event: str | None = None) -> str:
+    """One server-sent event (named, or a bare ``data:`` line as OpenAI streams use)."""
+    named = f"event: {event}\n" if event else ""
+    return f"{named}data: {json.dumps(data, ensure_ascii=False)}\n\n"

@@ -20,6 +20,7 @@ from backends.llama_server import EmbeddedLlamaServer, assemble_qwen, resolve_gg
 from core.errors import ConfigError, LLMUnavailableError, ModelError
 from core.settings import LLMSettings, ModelSettings
 from core.types import Usage
+from serving.answering import complete
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -75,7 +76,7 @@ def test_closing_a_stream_early_leaves_the_server_usable(server: EmbeddedLlamaSe
         stream = gen.stream(QUESTION, max_tokens=200)
         assert isinstance(next(stream), str)
         stream.close()
-        assert gen.complete(QUESTION, max_tokens=8).strip()
+        assert complete(gen, QUESTION, max_tokens=8).strip()
 
 
 def test_a_prompt_over_the_window_is_refused_clearly(server: EmbeddedLlamaServer) -> None:

@@ -15,6 +15,7 @@ from backends.generators import OpenAICompatibleGenerator
 from core.errors import ConfigError, ModelError
 from core.settings import LLMSettings, ModelSettings
 from core.types import Usage
+from serving.answering import complete
 
 from .conftest import CONTEXT_WINDOW, SERVED_NAME
 
@@ -119,7 +120,7 @@ def test_stream_yields_pieces_then_the_servers_usage(
 
 
 def test_complete_returns_the_whole_reply(generator: OpenAICompatibleGenerator) -> None:
-    reply = generator.complete(LONG_ANSWER, max_tokens=16)
+    reply = complete(generator, LONG_ANSWER, max_tokens=16)
     assert reply.strip()
 
 
@@ -159,4 +160,4 @@ def test_a_prompt_over_the_context_window_is_refused_quickly(
     assert '"error"' not in message
 
     # the server is fine afterwards
-    assert generator.complete(LONG_ANSWER, max_tokens=4)
+    assert complete(generator, LONG_ANSWER, max_tokens=4)
