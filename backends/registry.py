@@ -11,7 +11,9 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import (
     Column,
@@ -57,6 +59,27 @@ class RegisteredDocument:
     document: Document
     chunks: int
     ingested_at: float
+
+    def as_dict(self) -> dict[str, Any]:
+        """The document as `enclave docs list --json` and the API show it."""
+        d = self.document
+        return {
+            "doc_id": d.doc_id,
+            "source": d.source,
+            "title": d.title,
+            "chunks": self.chunks,
+            "groups": list(d.groups),
+            "tags": list(d.tags),
+            "mime_type": d.mime_type,
+            "size_bytes": d.size_bytes,
+            "modified_at": iso_time(d.modified_at),
+            "ingested_at": iso_time(self.ingested_at),
+        }
+
+
+def iso_time(ts: float) -> str:
+    """Unix seconds as ISO 8601 UTC, to the second."""
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
 
 
 class Registry:
@@ -122,7 +145,7 @@ def make_engine(url: str) -> Engine:
         raise _open_error(exc) from exc
     except OSError as exc:
         raise StoreError(
-            f"cannot open the registry database: cannot create its folder: "
+            f"cannot open the database: cannot create its folder: "
             f"{exc.strerror or exc}. Check ENCLAVE_DATABASE__URL and ENCLAVE_DATA_DIR."
         ) from exc
     return engine
@@ -130,8 +153,7 @@ def make_engine(url: str) -> Engine:
 
 def _open_error(exc: Exception) -> StoreError:
     return StoreError(
-        f"cannot open the registry database: {exc.__class__.__name__}: "
-        f"{exc}. Check ENCLAVE_DATABASE__URL."
+        f"cannot open the database: {exc.__class__.__name__}: {exc}. Check ENCLAVE_DATABASE__URL."
     )
 
 

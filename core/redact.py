@@ -118,8 +118,8 @@ def _longest_valid_prefix(candidate: str, is_valid: Callable[[str], bool]) -> st
 
 
 def _is_iban(candidate: str) -> bool:
-    compact = candidate.replace(" ", "")
-    if not 15 <= len(compact) <= 34 or not compact[:2].isalpha() or not compact[2:4].isdigit():
+    compact = candidate.replace(" ", "")  # _IBAN_RE vouches for the country and check digits
+    if not 15 <= len(compact) <= 34:
         return False
     rearranged = compact[4:] + compact[:4]
     digits = "".join(str(int(ch, 36)) for ch in rearranged)
@@ -152,8 +152,8 @@ def _is_phone(candidate: str) -> bool:
     if not 8 <= len(digits) <= 12:
         return False
     if candidate.startswith("("):
-        area = candidate[1 : candidate.index(")")]
-        rest = candidate[candidate.index(")") + 1 :].lstrip(" ")
+        area, _, rest = candidate[1:].partition(")")
+        rest = rest.lstrip(" ")
         return len(area) >= 2 and "(" not in rest and _uniform_groups(rest)
     return (
         candidate.startswith("0")

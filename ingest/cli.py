@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -113,10 +112,6 @@ def _print_report(report: IngestReport) -> None:
         out.print(table)
 
 
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
-
-
 def register(app: typer.Typer, container_factory: ContainerFactory) -> None:
     """Add ``ingest`` and ``docs`` to the root app."""
 
@@ -158,19 +153,7 @@ def register(app: typer.Typer, container_factory: ContainerFactory) -> None:
             records = container.registry.all()
         finally:
             container.close()
-        rows: list[dict[str, Any]] = [
-            {
-                "doc_id": r.document.doc_id,
-                "source": r.document.source,
-                "title": r.document.title,
-                "chunks": r.chunks,
-                "groups": list(r.document.groups),
-                "tags": list(r.document.tags),
-                "mime_type": r.document.mime_type,
-                "ingested_at": _iso(r.ingested_at),
-            }
-            for r in records
-        ]
+        rows = [r.as_dict() for r in records]
         if as_json:
             typer.echo(json.dumps(rows, ensure_ascii=False))
             return

@@ -6,7 +6,6 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, TextIO, cast, get_args
 
@@ -14,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from backends.registry import iso_time
 from core.errors import InputError
 from core.settings import Settings
 from ingest.cli import split_groups
@@ -21,16 +21,6 @@ from retrieval.filters import parse_instant
 from serving.db import ApiKey, AppDatabase, Role
 
 SettingsFactory = Callable[[], Settings]
-
-
-def parse_since(value: str) -> float:
-    """An ISO date or date-time (``2026-11-01``, ``2026-11-01T12:00:00Z``; UTC when it names
-    no zone) or Unix seconds."""
-    return parse_instant(value, "--since ")
-
-
-def _iso(ts: float | None) -> str | None:
-    return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
 
 
 def _short(iso: str | None) -> str:
@@ -44,8 +34,8 @@ def _key_json(key: ApiKey) -> dict[str, Any]:
         "role": key.role,
         "groups": list(key.groups),
         "name": key.name,
-        "created_at": _iso(key.created_at),
-        "revoked_at": _iso(key.revoked_at),
+        "created_at": iso_time(key.created_at),
+        "revoked_at": None if key.revoked_at is None else iso_time(key.revoked_at),
     }
 
 
@@ -145,7 +135,7 @@ def register(app: typer.Typer, settings_factory: SettingsFactory) -> None:
         ] = None,
     ) -> None:
         """Export audit entries (with their feedback) as JSON Lines, oldest first."""
-        start = parse_since(since)
+        start = parse_instant(since, "--since ")
         with database() as db:
             if output is None:
                 count = _write_jsonl(db, start, sys.stdout)

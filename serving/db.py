@@ -234,7 +234,7 @@ class AppDatabase:
 
     def authenticate(self, key: str) -> ApiKey | None:
         """The key's record, or ``None`` when it is malformed, unknown or revoked."""
-        match = _KEY_RE.fullmatch(key.strip()) if isinstance(key, str) else None
+        match = _KEY_RE.fullmatch(key.strip())
         if match is None:
             return None
         with self._translate("checking an API key"), self._engine.connect() as conn:
@@ -335,23 +335,21 @@ class AppDatabase:
             .order_by(audit.c.time, audit.c.seq)
             .limit(_PAGE)
         )
-        after: tuple[float, int] | None = None
+        page_query = query
         while True:
-            page_query = query
-            if after is not None:
-                page_query = query.where(
-                    or_(
-                        audit.c.time > after[0],
-                        and_(audit.c.time == after[0], audit.c.seq > after[1]),
-                    )
-                )
             with self._translate("reading the audit log"), self._engine.connect() as conn:
                 rows = [r._mapping for r in conn.execute(page_query).all()]
             for row in rows:
                 yield _audit_row(row)
             if len(rows) < _PAGE:
                 return
-            after = (float(rows[-1]["time"]), int(rows[-1]["seq"]))
+            last_time, last_seq = rows[-1]["time"], rows[-1]["seq"]
+            page_query = query.where(
+                or_(
+                    audit.c.time > last_time,
+                    and_(audit.c.time == last_time, audit.c.seq > last_seq),
+                )
+            )
 
     # -- conversations ----------------------------------------------------------------
 
@@ -360,12 +358,8 @@ class AppDatabase:
     ) -> list[tuple[str, str]]:
         """The last ``max_turns`` (question, answer) pairs, oldest first; ``[]`` if new."""
         _check_conversation_id(conversation_id)
-        if max_turns < 0:
-            raise InputError(f"max_turns must be 0 or more, not {max_turns}")
         with self._translate("reading a conversation"), self._engine.connect() as conn:
             self._check_owner(conn, conversation_id, key_id)
-            if max_turns == 0:
-                return []
             rows = conn.execute(
                 select(conversations.c.question, conversations.c.answer)
                 .where(conversations.c.conversation_id == conversation_id)
@@ -404,8 +398,6 @@ class AppDatabase:
 
     def create_job(self, key_id: str, total_files: int) -> str:
         """A new queued job; returns its id."""
-        if total_files < 0:
-            raise InputError(f"total_files must be 0 or more, not {total_files}")
         job_id = uuid.uuid4().hex
         now = time.time()
         with self._translate("creating a job"), self._engine.begin() as conn:
@@ -438,17 +430,15 @@ class AppDatabase:
         """Change the given fields of a job (and its ``updated_at``)."""
         if status is not None and status not in get_args(JobStatus):
             raise InputError(f"unknown job status {status!r}; use queued, running, done or failed")
-        values: dict[str, Any] = {"updated_at": time.time()}
-        if status is not None:
-            values["status"] = status
-        if done_files is not None:
-            values["done_files"] = done_files
-        if chunks is not None:
-            values["chunks"] = chunks
-        if results is not None:
-            values["results"] = json.dumps(results, ensure_ascii=False)
-        if error is not None:
-            values["error"] = error
+        given: dict[str, Any] = {
+            "status": status,
+            "done_files": done_files,
+            "chunks": chunks,
+            "results": None if results is None else json.dumps(results, ensure_ascii=False),
+            "error": error,
+        }
+        values = {name: value for name, value in given.items() if value is not None}
+        values["updated_at"] = time.time()
         with self._translate("updating a job"), self._engine.begin() as conn:
             updated = conn.execute(update(jobs).where(jobs.c.id == job_id).values(**values))
             if updated.rowcount == 0:
@@ -464,8 +454,6 @@ class AppDatabase:
 
     def list_jobs(self, limit: int = 50) -> list[Job]:
         """The latest ``limit`` jobs, newest first."""
-        if limit < 1:
-            raise InputError(f"limit must be 1 or more, not {limit}")
         with self._translate("listing jobs"), self._engine.connect() as conn:
             rows = conn.execute(
                 select(jobs).order_by(jobs.c.created_at.desc(), jobs.c.id).limit(limit)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import closing
 from datetime import datetime
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -30,6 +32,16 @@ def db(db_path: Path) -> Iterator[AppDatabase]:
     database = AppDatabase(f"sqlite:///{db_path}")
     yield database
     database.close()
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The database's clock, moved by hand: ``clock[0] += 1`` is one second later."""
+    import serving.db
+
+    now = [1_700_000_000.0]
+    monkeypatch.setattr(serving.db, "time", SimpleNamespace(time=lambda: now[0]))
+    return now
 
 
 def entry(key_id: str, question: str = "How many leave days?", **kw: object) -> AuditEntry:
@@ -67,8 +79,7 @@ def test_shares_the_registry_database_file(tmp_path: Path) -> None:
 def test_create_and_authenticate_keys(db: AppDatabase) -> None:
     record, key = db.create_key("user", ["hr", "staff", "hr"], name="alice's laptop")
     assert key.startswith(f"enc_{record.id}_")
-    assert len(record.id) == 12
-    assert int(record.id, 16) >= 0
+    assert re.fullmatch(r"[0-9a-f]{12}", record.id)
     assert record.groups == ("hr", "staff")
     assert record.role == "user"
     assert record.revoked_at is None
@@ -151,11 +162,12 @@ def test_bad_key_input_is_named(db: AppDatabase, role: str, groups: object, mess
 def test_audit_and_feedback(db: AppDatabase) -> None:
     alice, _ = db.create_key("user", ["staff"])
     bob, _ = db.create_key("user", ["staff"])
+    before = time.time()
     answer_id = db.record(
         entry(alice.id, prompt_tokens=120, completion_tokens=30, request_id="req-1")
     )
-    assert len(answer_id) == 32
-    int(answer_id, 16)
+    after = time.time()
+    assert re.fullmatch(r"[0-9a-f]{32}", answer_id)
 
     (row,) = list(db.audit_since(0))
     assert row["id"] == answer_id
@@ -166,7 +178,7 @@ def test_audit_and_feedback(db: AppDatabase) -> None:
     assert (row["status"], row["request_id"], row["conversation_id"]) == ("ok", "req-1", None)
     assert row["latency_ms"] == 812.5
     assert row["feedback"] is None
-    assert abs(datetime.fromisoformat(row["time"]).timestamp() - time.time()) < 60
+    assert before - 0.001 <= datetime.fromisoformat(row["time"]).timestamp() <= after
     assert row["time"].endswith("+00:00")
 
     with pytest.raises(NotFoundError) as other_key:
@@ -204,27 +216,31 @@ def test_redaction_on_record_and_feedback(db: AppDatabase, db_path: Path) -> Non
     assert "eve@example.com" not in stored[0]
 
 
-def test_audit_since_is_oldest_first_and_filters_by_time(db: AppDatabase) -> None:
+def test_audit_since_is_oldest_first_and_filters_by_time(
+    db: AppDatabase, clock: list[float]
+) -> None:
     ids = []
     for i in range(4):
         ids.append(db.record(entry("k1", f"question {i}", kind="search" if i % 2 else "ask")))
-        time.sleep(0.02)
+        clock[0] += 0.02
     rows = list(db.audit_since(0))
     assert [r["id"] for r in rows] == ids
     assert [r["question"] for r in rows] == [f"question {i}" for i in range(4)]
     assert [r["kind"] for r in rows] == ["ask", "search", "ask", "search"]
     cut = datetime.fromisoformat(rows[2]["time"]).timestamp() - 0.001
     assert [r["id"] for r in db.audit_since(cut)] == ids[2:]
-    assert list(db.audit_since(time.time() + 60)) == []
+    assert list(db.audit_since(clock[0] + 60)) == []
 
 
 def test_audit_since_pages_through_many_rows(
-    db: AppDatabase, monkeypatch: pytest.MonkeyPatch
+    db: AppDatabase, monkeypatch: pytest.MonkeyPatch, clock: list[float]
 ) -> None:
     import serving.db
 
     monkeypatch.setattr(serving.db, "_PAGE", 3)
-    ids = [db.record(entry("k1", f"q{i}")) for i in range(10)]
+    ids = [db.record(entry("k1", f"q{i}")) for i in range(5)]
+    clock[0] += 1
+    ids += [db.record(entry("k1", f"q{i}")) for i in range(5, 10)]  # pages split equal times
     assert [r["id"] for r in db.audit_since(0)] == ids
 
 
@@ -249,16 +265,16 @@ def test_conversations_keep_order_limit_and_owner(db: AppDatabase) -> None:
         db.conversation("x" * 65, "bob")
 
 
-def test_jobs_lifecycle(db: AppDatabase) -> None:
+def test_jobs_lifecycle(db: AppDatabase, clock: list[float]) -> None:
     first = db.create_job("k1", total_files=3)
-    time.sleep(0.01)
+    clock[0] += 0.01
     second = db.create_job("k2", total_files=1)
     job = db.get_job(first)
     assert (job.status, job.total_files, job.done_files, job.chunks) == ("queued", 3, 0, 0)
     assert (job.key_id, job.results, job.error) == ("k1", [], None)
     assert job.created_at == job.updated_at
 
-    time.sleep(0.01)
+    clock[0] += 0.01
     db.update_job(first, status="running", done_files=1, chunks=12)
     results = [
         {"source": "/kb/a.md", "status": "added"},
