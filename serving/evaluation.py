@@ -40,8 +40,7 @@ from core.settings import DatabaseSettings, Settings
 from core.types import Hit, Principal
 from ingest.pipeline import Ingestor, IngestReport, ProgressListener, source_of
 from retrieval.search import MODES, Retriever
-from serving.answering import _MARKER as CITATION_MARKER
-from serving.answering import Answerer, Router
+from serving.answering import CITATION_MARKER, Answerer, Router
 from serving.retriever import build_retriever
 
 EVALUATOR = Principal(name="evaluation", admin=True)
@@ -136,13 +135,12 @@ def _jsonl(path: Path, required: Sequence[str]) -> Iterable[dict[str, Any]]:
 
 @dataclass(slots=True)
 class QaData:
-    """A SQuAD-format file: its articles, and (question, gold answer) pairs."""
+    """A SQuAD-format file: its articles, and (question, article id, gold answer) triples."""
 
     name: str
     path: Path
     articles: list[Record]
-    questions: list[tuple[str, str]]
-    article_of: list[str] = field(default_factory=list)  # each question's article id
+    questions: list[tuple[str, str, str]]
 
 
 def load_covidqa(path: Path) -> QaData:
@@ -154,8 +152,7 @@ def load_covidqa(path: Path) -> QaData:
     except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError):
         raise InputError(f"{path} is not a SQuAD-format JSON file (no 'data' list)") from None
     articles: list[Record] = []
-    questions: list[tuple[str, str]] = []
-    article_of: list[str] = []
+    questions: list[tuple[str, str, str]] = []
     for i, article in enumerate(data):
         article_id = str(article.get("document_id") or i)
         paragraphs = article.get("paragraphs") or []
@@ -165,9 +162,8 @@ def load_covidqa(path: Path) -> QaData:
             for qa in p.get("qas", []):
                 answers = [a["text"] for a in qa.get("answers", []) if a.get("text", "").strip()]
                 if answers:
-                    questions.append((str(qa["question"]), answers[0]))
-                    article_of.append(article_id)
-    return QaData(path.stem, path, articles, questions, article_of)
+                    questions.append((str(qa["question"]), article_id, answers[0]))
+    return QaData(path.stem, path, articles, questions)
 
 
 # -- indexing -----------------------------------------------------------------------------
@@ -378,7 +374,7 @@ class AnswerRecallEval:
     results: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
-def limit_questions(data: QaData, limit: int | None) -> list[tuple[str, str]]:
+def limit_questions(data: QaData, limit: int | None) -> list[tuple[str, str, str]]:
     """The first ``limit`` questions (all when None)."""
     if limit is None:
         return data.questions
@@ -407,21 +403,17 @@ def evaluate_answer_recall(
             index.report.seconds,
         )
         depth = max(ANSWER_KS)
-        chunk_words: dict[str, str] = {}  # chunk id -> normalised text, across questions
         for mode in modes:
             first_ranks: list[int | None] = []
             latencies = []
-            for question, answer in questions:
+            for question, _, answer in questions:
                 started = time.perf_counter()
                 hits = index.retriever.search(question, EVALUATOR, top_k=depth, mode=mode)
                 latencies.append((time.perf_counter() - started) * 1000)
                 gold = normalise(answer)
-                for h in hits:
-                    if h.chunk.id not in chunk_words:
-                        chunk_words[h.chunk.id] = normalise(h.chunk.text)
                 first_ranks.append(
                     next(
-                        (i for i, h in enumerate(hits, 1) if gold in chunk_words[h.chunk.id]), None
+                        (i for i, h in enumerate(hits, 1) if gold in normalise(h.chunk.text)), None
                     )
                 )
                 if on_query:
@@ -513,10 +505,7 @@ def generation_questions(
     if not generate and not abstain:
         return []
     _, held = split_held_out(data, every)
-    asked = [
-        Asked(q, a, article not in held, article)
-        for (q, a), article in zip(data.questions, data.article_of, strict=True)
-    ]
+    asked = [Asked(q, a, article not in held, article) for q, article, a in data.questions]
     answerable = [a for a in asked if a.answerable][:generate]
     unanswerable = [a for a in asked if not a.answerable]
     if abstain < len(unanswerable):
