@@ -31,7 +31,7 @@ from backends.container import Container, build_container
 from backends.registry import RegisteredDocument
 from core.errors import ConfigError, EnclaveError, InputError, LLMUnavailableError, NotFoundError
 from core.settings import Settings
-from core.types import Hit, Principal
+from core.types import Citation, Hit, Principal
 from ingest.pipeline import Ingestor, source_of
 from serving.answering import Answerer, Completed, Retrieved, Router, Token
 from serving.db import ApiKey, AppDatabase, AuditEntry
@@ -72,15 +72,6 @@ class AskRequest(BaseModel):
     stream: bool = Field(False, description="Server-sent events instead of one JSON body.")
 
 
-class CitationOut(BaseModel):
-    n: int
-    doc_id: str
-    source: str
-    title: str
-    page: int | None
-    quote: str
-
-
 class UsageOut(BaseModel):
     prompt_tokens: int
     completion_tokens: int
@@ -90,7 +81,7 @@ class UsageOut(BaseModel):
 class AskResponse(BaseModel):
     answer: str
     answer_id: str
-    citations: list[CitationOut]
+    citations: list[Citation]
     passages: list[dict[str, Any]]
     model: str
     conversation_id: str
