@@ -322,6 +322,14 @@ class ApiSettings(BaseModel):
         False,
         description="Replace e-mail addresses, phone, IBAN and card numbers in the audit log.",
     )
+    ingest_roots: list[Path] = Field(
+        [],
+        description=(
+            "Server folders an admin may ingest through the API (`POST /v1/ingest`), as JSON: "
+            '`["/srv/docs"]`. A requested path must resolve (links followed) inside one of '
+            "them. Empty: server-side folder ingestion is off (uploads still work)."
+        ),
+    )
 
 
 class DatabaseSettings(BaseModel):

@@ -180,7 +180,7 @@ class Ingestor:
                 continue
             if resolved.is_dir():
                 scopes.append(resolved)
-                for found in _walk(resolved):
+                for found in walk_files(resolved):
                     files[found] = None
             elif resolved.is_file():
                 files[resolved] = None
@@ -397,7 +397,7 @@ class Ingestor:
         report.chunks_written += len(item.chunks)
 
 
-def _walk(folder: Path) -> Iterable[Path]:
+def walk_files(folder: Path) -> Iterable[Path]:
     """Regular files under ``folder``, sorted, skipping hidden files and folders."""
     for root, dirs, names in os.walk(folder):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))

@@ -69,6 +69,7 @@ class Retrieved:
     query: str
     passages: tuple[Hit, ...]
     model: str
+    timings: dict[str, float] = field(default_factory=dict)  # the stages so far, seconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,7 +293,7 @@ class Answerer:
             query, principal, top_k=top_k, filters=filters, groups=groups, timings=timings
         )
         if not hits:
-            yield Retrieved(query, (), generator.name)
+            yield Retrieved(query, (), generator.name, dict(timings))
             answer = Answer(text=NOT_COVERED, citations=(), passages=(), model=generator.name)
             yield Completed(answer, Usage(0, 0), abstained=True, query=query, timings=timings)
             return
@@ -304,7 +305,7 @@ class Answerer:
             - _PROMPT_MARGIN
         )
         blocks = pack(hits, budget)
-        yield Retrieved(query, tuple(blocks), generator.name)
+        yield Retrieved(query, tuple(blocks), generator.name, dict(timings))
         messages = build_messages(text, blocks, history)
         if self._settings.redact_prompts:
             messages = [{**m, "content": redact(m["content"])} for m in messages]

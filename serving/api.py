@@ -4,7 +4,8 @@
 through the ``Annotated`` aliases below. Every route but ``/healthz`` and
 ``/readyz`` needs ``Authorization: Bearer <API key>``; the key's groups are the
 access scope of every retrieval it makes, and its role (``admin``/``user``)
-decides the document and metrics endpoints. Errors leave as one JSON body
+decides the document, ingestion, usage, quality and metrics endpoints. Conversations
+belong to the key that started them. Errors leave as one JSON body
 (``serving/web.py``); a failure mid-stream is an SSE ``error`` event.
 """
 
@@ -21,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
-from fastapi import Depends, FastAPI, File, Form, Request, Response, UploadFile
+from fastapi import Depends, FastAPI, File, Form, Query, Request, Response, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -32,10 +33,12 @@ from backends.registry import RegisteredDocument
 from core.errors import ConfigError, EnclaveError, InputError, LLMUnavailableError, NotFoundError
 from core.settings import Settings
 from core.types import Citation, Hit, Principal
-from ingest.pipeline import Ingestor, source_of
+from ingest.pipeline import Ingestor, source_of, walk_files
 from serving.answering import Answerer, Completed, Retrieved, Router, Token
 from serving.db import ApiKey, AppDatabase, AuditEntry
+from serving.evaluation import latest_eval_record
 from serving.retriever import build_retriever, hit_json
+from serving.usage import MAX_DAYS, usage_report, window_start
 from serving.web import (
     ApiError,
     Metrics,
@@ -124,6 +127,19 @@ class FeedbackRequest(BaseModel):
     answer_id: str = Field(min_length=1, max_length=64)
     rating: Literal["up", "down"]
     comment: str = Field("", max_length=4000)
+
+
+class IngestRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    path: str = Field(
+        min_length=1,
+        max_length=4096,
+        description="A file or folder on the server, inside ENCLAVE_API__INGEST_ROOTS.",
+    )
+    groups: list[str] | None = Field(
+        None, description="Groups of the documents (default: folder groups, default groups)."
+    )
+    tags: list[str] | None = None
 
 
 # -- services ------------------------------------------------------------------------------
@@ -293,7 +309,14 @@ class AnswerSession:
         s.metrics.tokens.labels(done.answer.model, "completion").inc(done.usage.completion_tokens)
         self.answer_id = self.audit("ok", done.answer.text, done)
         if self.conversation_id:
-            s.db.append_turn(self.conversation_id, self.key.id, self.question, done.answer.text)
+            s.db.append_turn(
+                self.conversation_id,
+                self.key.id,
+                self.question,
+                done.answer.text,
+                answer_id=self.answer_id,
+                citations=[asdict(c) for c in done.answer.citations],
+            )
 
     def fail(self, status: str) -> None:
         """Audit an answer that failed or was cancelled, with what was written so far."""
@@ -305,6 +328,8 @@ class AnswerSession:
             done.answer.passages if done else (self.retrieved.passages if self.retrieved else ())
         )
         model = done.answer.model if done else (self.retrieved.model if self.retrieved else "")
+        timings = done.timings if done else (self.retrieved.timings if self.retrieved else {})
+        cited = dict.fromkeys(c.doc_id for c in done.answer.citations) if done else {}
         entry = AuditEntry(
             kind=self.kind,
             key_id=self.key.id,
@@ -318,6 +343,9 @@ class AnswerSession:
             status=status,
             request_id=request_id_var.get(),
             conversation_id=self.conversation_id,
+            timings_ms={stage: seconds * 1000 for stage, seconds in timings.items()},
+            cited_doc_ids=tuple(cited),
+            abstained=done.abstained if done else False,
         )
         return self.services.db.record(entry, redact_pii=self.services.settings.api.redact_audit)
 
@@ -420,6 +448,11 @@ def create_app(
     def metrics(services: ServicesDep, _key: AdminDep) -> Response:
         """Prometheus metrics (admin key)."""
         return Response(generate_latest(services.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/v1/me", tags=["account"])
+    def me(key: KeyDep) -> dict[str, Any]:
+        """The calling key: id, name, role and groups."""
+        return {"key_id": key.id, "name": key.name, "role": key.role, "groups": list(key.groups)}
 
     # -- answers -------------------------------------------------------------------------------
     @app.post("/v1/ask", tags=["answers"], response_model=AskResponse)
@@ -617,6 +650,28 @@ def create_app(
         )
         return {"status": "recorded"}
 
+    # -- conversations (the key's own) ------------------------------------------------------------
+    @app.get("/v1/conversations", tags=["conversations"])
+    def list_conversations(services: ServicesDep, key: KeyDep) -> dict[str, Any]:
+        """The key's conversations (latest 100), most recently updated first."""
+        return {"conversations": services.db.list_conversations(key.id)}
+
+    @app.get("/v1/conversations/{conversation_id}", tags=["conversations"])
+    def get_conversation(
+        conversation_id: str, services: ServicesDep, key: KeyDep
+    ) -> dict[str, Any]:
+        """Every turn of one of the key's conversations, oldest first."""
+        turns = services.db.conversation_turns(conversation_id, key.id)
+        return {"conversation_id": conversation_id, "turns": turns}
+
+    @app.delete("/v1/conversations/{conversation_id}", tags=["conversations"])
+    def delete_conversation(
+        conversation_id: str, services: ServicesDep, key: KeyDep
+    ) -> dict[str, str]:
+        """Delete one of the key's conversations (the audit log keeps its answers)."""
+        services.db.delete_conversation(conversation_id, key.id)
+        return {"status": "deleted", "conversation_id": conversation_id}
+
     # -- sources (any key, within its groups) -------------------------------------------------------
     @app.get("/v1/sources/{doc_id}", tags=["documents"])
     def source(doc_id: str, services: ServicesDep, key: KeyDep) -> dict[str, Any]:
@@ -700,6 +755,18 @@ def create_app(
         services.jobs.submit(_run_job, services, job_id, saved, group_list, tag_list, rejected)
         return {"job_id": job_id, "status": "queued", "files": len(files)}
 
+    @app.post("/v1/ingest", tags=["documents"], status_code=202)
+    def ingest_path(body: IngestRequest, services: ServicesDep, key: AdminDep) -> dict[str, Any]:
+        """Ingest a file or folder on the server (inside ENCLAVE_API__INGEST_ROOTS) as a job;
+        poll ``GET /v1/jobs/{id}``. Like ``enclave ingest``: unchanged files are skipped,
+        and documents whose files left the folder are deleted."""
+        target = ingest_target(services.settings.api.ingest_roots, body.path)
+        groups = _names(body.groups, "groups")
+        tags = _names(body.tags, "tags") or []
+        job_id = services.db.create_job(key.id, 1 if target.is_file() else 0)
+        services.jobs.submit(_run_folder_job, services, job_id, target, groups, tags)
+        return {"job_id": job_id, "status": "queued"}
+
     @app.get("/v1/jobs/{job_id}", tags=["documents"])
     def get_job(job_id: str, services: ServicesDep, _key: AdminDep) -> dict[str, Any]:
         """An ingestion job: status, progress and per-file results."""
@@ -709,6 +776,37 @@ def create_app(
     def list_jobs(services: ServicesDep, _key: AdminDep) -> dict[str, Any]:
         """Recent ingestion jobs, newest first."""
         return {"jobs": [_job_json(j) for j in services.db.list_jobs()]}
+
+    # -- usage and quality (admin) --------------------------------------------------------------------
+    @app.get("/v1/usage", tags=["admin"])
+    def usage(
+        services: ServicesDep,
+        _key: AdminDep,
+        days: Annotated[int, Query(description=f"Days to cover (1-{MAX_DAYS}).")] = 30,
+    ) -> dict[str, Any]:
+        """Usage from the audit log: questions per day, latency per stage, feedback, the most
+        cited documents and the latest unanswered questions."""
+        if not 1 <= days <= MAX_DAYS:
+            raise InputError(f"days must be between 1 and {MAX_DAYS}, not {days}")
+        now = time.time()
+        rows = services.db.audit_since(window_start(days, now))
+        registry = services.container.registry
+
+        def lookup(doc_id: str) -> tuple[str, str] | None:
+            record = registry.get(doc_id)
+            return None if record is None else (record.document.title, record.document.source)
+
+        return usage_report(rows, days, now, lookup)
+
+    @app.get("/v1/quality", tags=["admin"])
+    def quality(services: ServicesDep, _key: AdminDep) -> dict[str, Any]:
+        """The latest evaluation records (``enclave eval retrieval`` / ``eval answers``), or
+        null for a kind never run on this server's data dir."""
+        data_dir = services.settings.data_dir
+        return {
+            "retrieval": latest_eval_record(data_dir, "retrieval"),
+            "answers": latest_eval_record(data_dir, "answers"),
+        }
 
     return app
 
@@ -756,6 +854,40 @@ def _readable(services: Services, principal: Principal, doc_id: str) -> Register
     return record
 
 
+def ingest_target(roots: list[Path], raw: str) -> Path:
+    """The resolved file or folder ``raw`` names, if it lies inside one of ``roots``
+    (links resolved); otherwise an :class:`InputError` that says why."""
+    if not roots:
+        raise InputError(
+            "server-side folder ingestion is off: set ENCLAVE_API__INGEST_ROOTS to a JSON list "
+            'of the folders it may read (e.g. ["/srv/docs"]), or upload the files instead'
+        )
+    allowed = [root.expanduser().resolve() for root in roots]
+    try:
+        target = Path(raw).expanduser().resolve()
+    except (OSError, RuntimeError) as exc:  # a link loop
+        raise InputError(f"cannot resolve the path {raw!r}: {exc}") from None
+    if not any(target.is_relative_to(root) for root in allowed):
+        raise InputError(
+            f"the path {raw!r} is outside the folders the server may ingest "
+            f"({', '.join(str(r) for r in allowed)}); see ENCLAVE_API__INGEST_ROOTS"
+        )
+    if not target.exists():
+        raise InputError(f"the path {raw!r} does not exist on the server; check the spelling")
+    if not (target.is_file() or target.is_dir()):
+        raise InputError(f"the path {raw!r} is not a regular file or folder")
+    return target
+
+
+def _names(values: list[str] | None, what: str) -> list[str] | None:
+    if values is None:
+        return None
+    names = [v.strip() for v in values if v.strip()]
+    if not names:
+        raise InputError(f"{what} is empty; give names or leave it out")
+    return names
+
+
 def _split(value: str | None, what: str) -> list[str] | None:
     if value is None:
         return None
@@ -798,12 +930,16 @@ class _JobProgress:
     def __init__(self, services: Services, job_id: str, offset: int) -> None:
         self._services = services
         self._job_id = job_id
+        self._offset = offset
         self._files = offset
         self._chunks = 0
         self._last = 0.0
 
     def start(self, total_files: int) -> None:
-        self._services.db.update_job(self._job_id, status="running")
+        """``total_files``: the files this run processes, after ``offset`` done before it."""
+        self._services.db.update_job(
+            self._job_id, status="running", total_files=self._offset + total_files
+        )
 
     def advance(self, files: int = 0, chunks: int = 0) -> None:
         self._files += files
@@ -821,7 +957,11 @@ def _run_job(
     groups: list[str] | None,
     tags: list[str],
     rejected: list[dict[str, str]],
+    *,
+    folder: bool = False,
 ) -> None:
+    """Ingest ``paths`` and record per-file results: uploads (named by file name), or with
+    ``folder`` server paths (each file under them, named by its full path)."""
     db = services.db
     try:
         db.update_job(job_id, status="running")
@@ -829,12 +969,22 @@ def _run_job(
         report = services.ingestor.run(paths, groups=groups, tags=tags, progress=progress)
         failed = {f.source: f.reason for f in report.failed}
         results = list(rejected)
+        files: list[tuple[str, str]] = []  # (source, shown as)
         for path in paths:
-            source = source_of(path.resolve())
-            if source in failed:
-                results.append({"source": path.name, "status": "failed", "reason": failed[source]})
+            if folder and path.is_dir():
+                files += [(source_of(f), source_of(f)) for f in walk_files(path.resolve())]
             else:
-                results.append({"source": path.name, "status": "ingested"})
+                source = source_of(path.resolve())
+                files.append((source, source if folder else path.name))
+        for source, shown in files:
+            if source in failed:
+                results.append({"source": shown, "status": "failed", "reason": failed.pop(source)})
+            else:
+                results.append({"source": shown, "status": "ingested"})
+        results += [  # failures of no listed file (e.g. a folder gone since the request)
+            {"source": source, "status": "failed", "reason": reason}
+            for source, reason in failed.items()
+        ]
         m = services.metrics
         for result, count in (
             ("added", report.added),
@@ -847,6 +997,7 @@ def _run_job(
         db.update_job(
             job_id,
             status="done",
+            total_files=len(results),
             done_files=len(results),
             chunks=report.chunks_written,
             results=results,
@@ -859,6 +1010,37 @@ def _run_job(
             else f"internal error ({exc.__class__.__name__})"
         )
         db.update_job(job_id, status="failed", error=message)
+
+
+def _run_folder_job(
+    services: Services, job_id: str, target: Path, groups: list[str] | None, tags: list[str]
+) -> None:
+    """Ingest a server file or folder. Links inside the folder that lead outside the ingest
+    roots are reported as failed, not read; then the other files are ingested one by one
+    (so documents whose files left the folder are not deleted on that run)."""
+    paths = [target]
+    rejected: list[dict[str, str]] = []
+    try:
+        if target.is_dir():
+            roots = [r.expanduser().resolve() for r in services.settings.api.ingest_roots]
+            files = list(walk_files(target))
+            outside = {f for f in files if not any(f.resolve().is_relative_to(r) for r in roots)}
+            if outside:
+                rejected = [
+                    {
+                        "source": source_of(f),
+                        "status": "failed",
+                        "reason": "links outside ENCLAVE_API__INGEST_ROOTS; not ingested",
+                    }
+                    for f in files
+                    if f in outside
+                ]
+                paths = [f for f in files if f not in outside]
+    except OSError as exc:
+        logger.exception("ingestion job %s failed", job_id)
+        services.db.update_job(job_id, status="failed", error=f"cannot read {target}: {exc}")
+        return
+    _run_job(services, job_id, paths, groups, tags, rejected, folder=True)
 
 
 def _job_json(job: Any) -> dict[str, Any]:

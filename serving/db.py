@@ -8,6 +8,10 @@ API keys are ``enc_<id>_<secret>``: the 12-hex-digit id is stored as it is, the 
 only as its SHA-256; the plaintext key is returned once, by :meth:`AppDatabase.create_key`,
 and never stored or logged. Every SQLAlchemy error is translated to
 :class:`~core.errors.StoreError` here.
+
+Schema changes are additive: a nullable column added to a table here is added to an
+existing database when it is opened (``ALTER TABLE ... ADD COLUMN``), so databases
+created by an older version keep working.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import re
 import secrets
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -37,11 +41,14 @@ from sqlalchemy import (
     Text,
     and_,
     delete,
+    func,
+    inspect,
     or_,
     select,
+    text,
     update,
 )
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError, StatementError
 
 from backends.registry import make_engine
@@ -60,6 +67,7 @@ _KEY_RE = re.compile(r"enc_(?P<id>[0-9a-f]{12})_(?P<secret>[A-Za-z0-9_-]{16,128}
 _GROUP_RE = re.compile(r"[\w.@:-]{1,64}")
 _MAX_NAME = 200
 _MAX_CONVERSATION_ID = 64
+_MAX_TITLE = 80
 _PAGE = 500
 
 _metadata = MetaData()
@@ -92,6 +100,8 @@ audit = Table(
     Column("status", String(32), nullable=False),
     Column("request_id", String(128), nullable=False),
     Column("conversation_id", String(_MAX_CONVERSATION_ID), nullable=True),
+    # JSON: {"timings": {stage: ms}, "cited_doc_ids": [...], "abstained": bool}
+    Column("details", Text, nullable=True),
 )
 feedback = Table(
     "feedback",
@@ -111,6 +121,8 @@ conversations = Table(
     Column("question", Text, nullable=False),
     Column("answer", Text, nullable=False),
     Column("time", Float, nullable=False),
+    Column("answer_id", String(32), nullable=True),
+    Column("citations", Text, nullable=True),  # JSON list of citation objects
     Index("ix_conversations_conversation_id_seq", "conversation_id", "seq"),
 )
 jobs = Table(
@@ -163,6 +175,20 @@ class AuditEntry:
     status: str = "ok"
     request_id: str = ""
     conversation_id: str | None = None
+    # answers only (None: not an answer, nothing recorded in ``details``)
+    timings_ms: Mapping[str, float] | None = None  # per stage, milliseconds
+    cited_doc_ids: tuple[str, ...] = ()
+    abstained: bool | None = None
+
+    def details(self) -> dict[str, Any] | None:
+        """What the ``details`` column holds: per-stage timings, cited documents, abstained."""
+        if self.timings_ms is None and self.abstained is None and not self.cited_doc_ids:
+            return None
+        return {
+            "timings": {k: round(float(v), 1) for k, v in (self.timings_ms or {}).items()},
+            "cited_doc_ids": list(self.cited_doc_ids),
+            "abstained": bool(self.abstained),
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +214,10 @@ class AppDatabase:
         self._engine = make_engine(url)
         try:
             _metadata.create_all(self._engine)
+            _add_missing_columns(self._engine)
+        except StoreError:
+            self._engine.dispose()
+            raise
         except SQLAlchemyError as exc:
             self._engine.dispose()
             raise StoreError(
@@ -271,6 +301,7 @@ class AppDatabase:
         entry_id = uuid.uuid4().hex
         question = redact(entry.question) if redact_pii else entry.question
         answer = redact(entry.answer) if redact_pii else entry.answer
+        details = entry.details()
         with self._translate("writing the audit log"), self._engine.begin() as conn:
             conn.execute(
                 audit.insert().values(
@@ -288,6 +319,7 @@ class AppDatabase:
                     status=entry.status,
                     request_id=entry.request_id,
                     conversation_id=entry.conversation_id,
+                    details=None if details is None else json.dumps(details),
                 )
             )
         return entry_id
@@ -368,8 +400,17 @@ class AppDatabase:
             ).all()
         return [(str(r.question), str(r.answer)) for r in reversed(rows)]
 
-    def append_turn(self, conversation_id: str, key_id: str, question: str, answer: str) -> None:
-        """Add one turn to a conversation (started by this call when the id is new)."""
+    def append_turn(
+        self,
+        conversation_id: str,
+        key_id: str,
+        question: str,
+        answer: str,
+        answer_id: str | None = None,
+        citations: Sequence[Mapping[str, Any]] | None = None,
+    ) -> None:
+        """Add one turn to a conversation (started by this call when the id is new), with
+        the answer's id and citations (as ``/v1/ask`` returns them) when given."""
         _check_conversation_id(conversation_id)
         with self._translate("writing a conversation"), self._engine.begin() as conn:
             self._check_owner(conn, conversation_id, key_id)
@@ -380,18 +421,89 @@ class AppDatabase:
                     question=question,
                     answer=answer,
                     time=time.time(),
+                    answer_id=answer_id,
+                    citations=(
+                        None
+                        if citations is None
+                        else json.dumps([dict(c) for c in citations], ensure_ascii=False)
+                    ),
                 )
             )
 
+    def list_conversations(self, key_id: str, limit: int = 100) -> list[dict[str, Any]]:
+        """The key's conversations, most recently updated first: id, title (the first
+        question, cut to 80 characters), number of turns, last update (ISO)."""
+        c = conversations
+        with self._translate("listing conversations"), self._engine.connect() as conn:
+            groups = conn.execute(
+                select(
+                    c.c.conversation_id,
+                    func.count().label("turns"),
+                    func.min(c.c.seq).label("first_seq"),
+                    func.max(c.c.time).label("updated"),
+                )
+                .where(c.c.key_id == key_id)
+                .group_by(c.c.conversation_id)
+                .order_by(func.max(c.c.time).desc(), func.max(c.c.seq).desc())
+                .limit(limit)
+            ).all()
+            firsts = [g.first_seq for g in groups]
+            titles = {
+                r.seq: str(r.question)
+                for r in conn.execute(select(c.c.seq, c.c.question).where(c.c.seq.in_(firsts)))
+            }
+        return [
+            {
+                "conversation_id": str(g.conversation_id),
+                "title": _title(titles.get(g.first_seq, "")),
+                "turns": int(g.turns),
+                "updated_at": _iso(float(g.updated)),
+            }
+            for g in groups
+        ]
+
+    def conversation_turns(self, conversation_id: str, key_id: str) -> list[dict[str, Any]]:
+        """Every turn of one of the key's conversations, oldest first (another key's
+        conversation is as unknown as one that does not exist)."""
+        _check_conversation_id(conversation_id)
+        with self._translate("reading a conversation"), self._engine.connect() as conn:
+            self._check_owner(conn, conversation_id, key_id, must_exist=True)
+            rows = conn.execute(
+                select(conversations)
+                .where(conversations.c.conversation_id == conversation_id)
+                .order_by(conversations.c.seq)
+            ).all()
+        return [
+            {
+                "question": str(r.question),
+                "answer": str(r.answer),
+                "answer_id": r.answer_id,
+                "citations": [] if r.citations is None else json.loads(r.citations),
+                "time": _iso(float(r.time)),
+            }
+            for r in rows
+        ]
+
+    def delete_conversation(self, conversation_id: str, key_id: str) -> None:
+        """Delete one of the key's conversations (its audit entries stay)."""
+        _check_conversation_id(conversation_id)
+        with self._translate("deleting a conversation"), self._engine.begin() as conn:
+            self._check_owner(conn, conversation_id, key_id, must_exist=True)
+            conn.execute(
+                delete(conversations).where(conversations.c.conversation_id == conversation_id)
+            )
+
     @staticmethod
-    def _check_owner(conn: Connection, conversation_id: str, key_id: str) -> None:
+    def _check_owner(
+        conn: Connection, conversation_id: str, key_id: str, must_exist: bool = False
+    ) -> None:
         owner = conn.execute(
             select(conversations.c.key_id)
             .where(conversations.c.conversation_id == conversation_id)
             .order_by(conversations.c.seq)
             .limit(1)
         ).scalar_one_or_none()
-        if owner is not None and owner != key_id:
+        if (owner is not None or must_exist) and owner != key_id:
             raise NotFoundError(f"no conversation {conversation_id} for this key")
 
     # -- jobs -------------------------------------------------------------------------
@@ -422,6 +534,7 @@ class AppDatabase:
         job_id: str,
         *,
         status: str | None = None,
+        total_files: int | None = None,
         done_files: int | None = None,
         chunks: int | None = None,
         results: list[dict[str, Any]] | None = None,
@@ -432,6 +545,7 @@ class AppDatabase:
             raise InputError(f"unknown job status {status!r}; use queued, running, done or failed")
         given: dict[str, Any] = {
             "status": status,
+            "total_files": total_files,
             "done_files": done_files,
             "chunks": chunks,
             "results": None if results is None else json.dumps(results, ensure_ascii=False),
@@ -475,6 +589,36 @@ class AppDatabase:
             ) from exc
 
 
+def _add_missing_columns(engine: Engine) -> None:
+    """Add the nullable columns a database created by an older version lacks."""
+    inspector = inspect(engine)
+    for table in _metadata.sorted_tables:
+        present = {c["name"] for c in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name in present:
+                continue
+            if not column.nullable:
+                raise StoreError(
+                    f"table {table.name} of the application database has no column "
+                    f"{column.name}, and it cannot be added to existing rows; migrate or "
+                    "recreate the database"
+                )
+            quote = engine.dialect.identifier_preparer.quote
+            ddl = (
+                f"ALTER TABLE {quote(table.name)} ADD COLUMN {quote(column.name)} "
+                f"{column.type.compile(dialect=engine.dialect)}"
+            )
+            try:
+                with engine.begin() as conn:
+                    conn.execute(text(ddl))
+            except SQLAlchemyError:
+                # another process may have added it at the same time
+                added = {c["name"] for c in inspect(engine).get_columns(table.name)}
+                if column.name not in added:
+                    raise
+            logger.info("added column %s.%s to the application database", table.name, column.name)
+
+
 def _describe(exc: SQLAlchemyError) -> str:
     """The error without the SQL statement and its parameters (which may hold secrets)."""
     if isinstance(exc, StatementError) and exc.orig is not None:
@@ -509,6 +653,11 @@ def _check_conversation_id(conversation_id: str) -> None:
         )
 
 
+def _title(question: str) -> str:
+    line = " ".join(question.split())
+    return line if len(line) <= _MAX_TITLE else line[: _MAX_TITLE - 1].rstrip() + "…"
+
+
 def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")
 
@@ -541,6 +690,7 @@ def _audit_row(row: Any) -> dict[str, Any]:
         "status": row["status"],
         "request_id": row["request_id"],
         "conversation_id": row["conversation_id"],
+        "details": None if row["details"] is None else json.loads(row["details"]),
         "feedback": (
             {
                 "rating": row["fb_rating"],

@@ -16,20 +16,27 @@ answer questions, scored against the gold answers with SQuAD's exact match and t
 It uses an index without a few held-out articles (every ``HOLD_OUT_EVERY``-th), whose
 questions measure abstention. That index is a collection of its own
 (``eval-<name>-answers-<hash>``): built once, reused by later runs.
+
+Each run of ``enclave eval retrieval`` / ``enclave eval answers`` also leaves a record,
+``<data_dir>/eval/<kind>-<UTC time>.json``, which the API's ``GET /v1/quality``
+serves (the latest of each kind): :func:`write_eval_record`, :func:`latest_eval_record`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import os
 import re
 import string
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, fields
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import SecretStr
@@ -42,6 +49,9 @@ from ingest.pipeline import Ingestor, IngestReport, ProgressListener, source_of
 from retrieval.search import MODES, Retriever
 from serving.answering import CITATION_MARKER, Answerer, Router
 from serving.retriever import build_retriever
+
+logger = logging.getLogger(__name__)
+EvalKind = Literal["retrieval", "answers"]
 
 EVALUATOR = Principal(name="evaluation", admin=True)
 RANK_DEPTH = 100  # documents ranked per query (Recall@100)
@@ -749,3 +759,53 @@ def modes_for(mode: str) -> list[str]:
     if mode not in MODES:
         raise InputError(f"unknown mode {mode!r}; use one of {', '.join(MODES)} or all")
     return [mode]
+
+
+# -- records ------------------------------------------------------------------------------
+def eval_records_dir(data_dir: Path) -> Path:
+    """Where evaluation records are kept (next to the evaluation indexes)."""
+    return data_dir / "eval"
+
+
+def write_eval_record(
+    data_dir: Path,
+    kind: EvalKind,
+    dataset: str,
+    results: dict[str, Any],
+    now: datetime | None = None,
+) -> Path:
+    """Write ``<data_dir>/eval/<kind>-<UTC YYYYmmddTHHMMSS>.json`` atomically (a run in the
+    same second replaces the earlier record) and return its path."""
+    created = (now or datetime.now(UTC)).astimezone(UTC)
+    folder = eval_records_dir(data_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{kind}-{created.strftime('%Y%m%dT%H%M%S')}.json"
+    record = {
+        "kind": kind,
+        "dataset": dataset,
+        "created_at": created.isoformat(timespec="seconds"),
+        "results": results,
+    }
+    partial = path.with_name(f".{path.name}.{os.getpid()}.part")
+    partial.write_text(json.dumps(record, ensure_ascii=False, indent=1), encoding="utf-8")
+    partial.replace(path)
+    return path
+
+
+def latest_eval_record(data_dir: Path, kind: EvalKind) -> dict[str, Any] | None:
+    """The newest readable record of ``kind``, or None; unreadable files are skipped
+    (and logged)."""
+    folder = eval_records_dir(data_dir)
+    if not folder.is_dir():
+        return None
+    for path in sorted(folder.glob(f"{kind}-*.json"), reverse=True):
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            logger.warning("skipping unreadable evaluation record %s: %s", path, exc)
+            continue
+        if not isinstance(record, dict) or record.get("kind") != kind:
+            logger.warning("skipping evaluation record %s: not a %s record", path, kind)
+            continue
+        return record
+    return None

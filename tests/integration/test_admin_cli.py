@@ -173,6 +173,7 @@ def test_audit_export_writes_jsonl_since_a_date(tmp_path: Path) -> None:
         "status",
         "request_id",
         "conversation_id",
+        "details",
         "feedback",
     } == set(rows[0])
 

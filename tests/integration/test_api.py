@@ -2,7 +2,8 @@
 bundled embedder, and a real llama.cpp server (SmolLM2, started and supervised by Enclave).
 
 Knowledge base: ``leave.md`` (group ``staff``) and ``salaries.md`` (group ``hr``, with a
-secret marker no model could invent). Keys: admin, a staff user, an hr user.
+secret marker no model could invent). Keys: admin, a staff user, an hr user. The server
+may ingest from ``<tmp>/server`` (``ENCLAVE_API__INGEST_ROOTS``).
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ import signal
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +32,8 @@ from core.settings import ApiSettings, LLMSettings, ModelSettings, Settings
 from ingest.pipeline import Ingestor
 from serving.answering import NOT_COVERED
 from serving.api import create_app
-from serving.db import AppDatabase
+from serving.db import AppDatabase, AuditEntry
+from serving.evaluation import write_eval_record
 from tests.data.make_files import sample_spec, write_md
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -116,7 +120,12 @@ def api(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Iterato
     write_md(kb / "staff" / "leave.md", sample_spec("leave"))
     (kb / "hr").mkdir(parents=True)
     (kb / "hr" / "salaries.md").write_text(SALARIES, encoding="utf-8")
-    settings = Settings(data_dir=root / "data", llm=llm_settings())
+    (root / "server").mkdir()
+    settings = Settings(
+        data_dir=root / "data",
+        llm=llm_settings(),
+        api=ApiSettings(ingest_roots=[root / "server"]),
+    )
     container = build_container(settings, embedder=embedder)
     ingestor = Ingestor(container)
     ingestor.run([kb / "staff"], groups=["staff"])
@@ -189,6 +198,13 @@ def test_health_needs_no_key_and_everything_else_does(api: Api) -> None:
         ("GET", f"/v1/sources/{api.leave_doc}"),
         ("GET", "/metrics"),
         ("POST", "/v1/feedback"),
+        ("GET", "/v1/me"),
+        ("GET", "/v1/conversations"),
+        ("GET", "/v1/conversations/c1"),
+        ("DELETE", "/v1/conversations/c1"),
+        ("GET", "/v1/usage"),
+        ("POST", "/v1/ingest"),
+        ("GET", "/v1/quality"),
     ]:
         response = anon.request(method, path, json={})
         assert_error(response, 401, "unauthorized", "API key")
@@ -205,9 +221,28 @@ def test_user_key_on_admin_endpoints_is_403(api: Api) -> None:
         ("DELETE", f"/v1/documents/{api.leave_doc}"),
         ("GET", "/v1/jobs"),
         ("GET", "/metrics"),
+        ("GET", "/v1/usage"),
+        ("POST", "/v1/ingest"),
+        ("GET", "/v1/quality"),
     ]:
         assert_error(staff.request(method, path), 403, "forbidden", "admin")
     assert api.client(api.admin).get(f"/v1/documents/{api.leave_doc}").status_code == 200
+
+
+def test_me_describes_the_calling_key(api: Api) -> None:
+    db = api.db()
+    try:
+        hr = db.authenticate(api.hr)
+    finally:
+        db.close()
+    assert hr is not None
+    assert api.client(api.hr).get("/v1/me").json() == {
+        "key_id": hr.id,
+        "name": "",
+        "role": "user",
+        "groups": ["hr", "staff"],
+    }
+    assert api.client(api.admin).get("/v1/me").json()["role"] == "admin"
 
 
 # -- answers ---------------------------------------------------------------------------------
@@ -288,6 +323,14 @@ def test_follow_up_keeps_the_conversation_and_rewrites_the_query(api: Api) -> No
         "How many days of annual leave do I get?",
         "And how many carry over?",
     ]
+    # the stored turns carry each answer's id and citations, as /v1/ask returned them
+    stored = staff.get(f"/v1/conversations/{cid}").json()
+    assert stored["conversation_id"] == cid
+    assert [t["question"] for t in stored["turns"]] == [q for q, _ in turns]
+    assert stored["turns"][0]["answer_id"] == first.json()["answer_id"]
+    assert stored["turns"][0]["citations"] == first.json()["citations"]
+    assert stored["turns"][1]["answer_id"] == events[-1][1]["answer_id"]
+    assert stored["turns"][1]["citations"] == events[-1][1]["citations"]
     # someone else's conversation id is not theirs to continue
     other = api.client(api.hr).post("/v1/ask", json={"question": "leave?", "conversation_id": cid})
     assert_error(other, 404, "not_found")
@@ -423,6 +466,11 @@ def test_feedback_and_audit_log(api: Api) -> None:
     assert row["latency_ms"] > 0
     assert row["feedback"]["rating"] == "down"
     assert row["feedback"]["comment"] == "too short"
+    details = row["details"]
+    assert details["abstained"] is False
+    assert details["cited_doc_ids"] == list(dict.fromkeys(c["doc_id"] for c in body["citations"]))
+    assert {"embed", "search", "first_token", "generate"} <= set(details["timings"])
+    assert 0 < details["timings"]["generate"] <= row["latency_ms"]
     assert any(r["kind"] == "search" for r in rows.values())
     db_bytes = Path(str(api.settings.database_url).removeprefix("sqlite:///")).read_bytes()
     assert api.staff.encode() not in db_bytes  # keys are stored hashed, never logged
@@ -636,3 +684,180 @@ def test_audit_redaction_when_configured(no_llm_api: tuple[str, str, str]) -> No
         db.close()
     assert "leave rules, reply to [EMAIL] or [PHONE]" in stored
     assert not any("jo.bloggs" in q or "7946" in q for q in stored)
+
+
+# -- conversations, usage, ingestion, quality ------------------------------------------------------
+def test_conversations_are_listed_read_and_deleted_by_their_owner(api: Api) -> None:
+    staff, hr = api.client(api.staff), api.client(api.hr)
+    question = "What is the boiling point of tungsten? " + "Please be precise. " * 5
+    asked = staff.post("/v1/ask", json={"question": question}).json()  # abstains: fast
+    cid = asked["conversation_id"]
+    listed = staff.get("/v1/conversations").json()["conversations"]
+    assert listed[0]["conversation_id"] == cid  # the newest first
+    assert listed[0]["turns"] == 1
+    assert listed[0]["title"] == question[:79].rstrip() + "…"
+    assert datetime.fromisoformat(listed[0]["updated_at"]).tzinfo is not None
+    assert cid not in {
+        c["conversation_id"] for c in hr.get("/v1/conversations").json()["conversations"]
+    }
+    (turn,) = staff.get(f"/v1/conversations/{cid}").json()["turns"]
+    assert (turn["question"], turn["answer"]) == (question, NOT_COVERED)
+    assert (turn["answer_id"], turn["citations"]) == (asked["answer_id"], [])
+    for method in ("GET", "DELETE"):
+        other = hr.request(method, f"/v1/conversations/{cid}")
+        unknown = hr.request(method, "/v1/conversations/no-such-conversation")
+        assert_error(other, 404, "not_found", cid)
+        assert_error(unknown, 404, "not_found")
+        assert other.json()["error"]["message"] == unknown.json()["error"]["message"].replace(
+            "no-such-conversation", cid
+        )
+    assert_error(staff.get("/v1/conversations/" + "x" * 65), 400, "invalid_request", "1-64")
+    deleted = staff.delete(f"/v1/conversations/{cid}")
+    assert deleted.json() == {"status": "deleted", "conversation_id": cid}
+    assert_error(staff.get(f"/v1/conversations/{cid}"), 404, "not_found")
+    assert cid not in {
+        c["conversation_id"] for c in staff.get("/v1/conversations").json()["conversations"]
+    }
+
+
+def test_usage_aggregates_the_audit_log(api: Api) -> None:
+    admin = api.client(api.admin)
+    marker = uuid.uuid4().hex
+    db = api.db()
+    try:
+        for _ in range(3):
+            db.record(
+                AuditEntry(
+                    kind="ask",
+                    key_id="k-usage",
+                    question=f"cited {marker}",
+                    chunk_ids=("c1",),
+                    model="m",
+                    answer="a [1]",
+                    latency_ms=100.0,
+                    timings_ms={"embed": 5.0, "generate": 90.0},
+                    cited_doc_ids=(api.leave_doc, f"gone-{marker}"),
+                    abstained=False,
+                )
+            )
+        db.record(
+            AuditEntry(
+                kind="chat",
+                key_id="k-usage",
+                question=f"failed {marker}",
+                chunk_ids=(),
+                model="m",
+                answer="",
+                latency_ms=10.0,
+                status="error: llm_unavailable",
+            )
+        )
+    finally:
+        db.close()
+    body = admin.get("/v1/usage", params={"days": 7}).json()
+    assert set(body) == {
+        "since", "questions_per_day", "latency_ms", "feedback", "top_documents", "unanswered",
+    }  # fmt: skip
+    days = body["questions_per_day"]
+    assert len(days) == 7
+    assert days[-1]["date"] == datetime.now(UTC).date().isoformat()
+    assert days[0]["date"] == body["since"][:10]
+    today = days[-1]
+    assert today["questions"] == today["answered"] + today["abstained"] + today["failed"]
+    assert today["answered"] >= 3
+    assert today["failed"] >= 1
+    assert {"embed", "generate", "total"} <= set(body["latency_ms"])
+    assert body["latency_ms"]["total"]["count"] >= 3
+    assert set(body["feedback"]) == {"up", "down", "ratio"}
+    top = {d["doc_id"]: d for d in body["top_documents"]}
+    leave = admin.get(f"/v1/documents/{api.leave_doc}").json()
+    assert top[api.leave_doc]["citations"] >= 3
+    assert (top[api.leave_doc]["title"], top[api.leave_doc]["source"]) == (
+        leave["title"],
+        leave["source"],
+    )
+    assert top[f"gone-{marker}"] == {
+        "doc_id": f"gone-{marker}",
+        "title": "(deleted)",
+        "source": "(deleted)",
+        "citations": 3,
+    }
+    assert body["unanswered"][0]["question"] == f"failed {marker}"
+    assert body["unanswered"][0]["reason"] == "failed"
+    assert len(admin.get("/v1/usage").json()["questions_per_day"]) == 30
+    assert_error(admin.get("/v1/usage", params={"days": 0}), 400, "invalid_request", "days")
+    assert_error(admin.get("/v1/usage", params={"days": 367}), 400, "invalid_request", "366")
+    assert_error(admin.get("/v1/usage", params={"days": "many"}), 422, "invalid_request", "days")
+
+
+def test_admin_ingests_a_server_folder_inside_the_roots(api: Api, tmp_path: Path) -> None:
+    admin = api.client(api.admin)
+    (root,) = api.settings.api.ingest_roots
+    folder = root / "handbook"
+    folder.mkdir()
+    (folder / "canteen.md").write_text("# Canteen\n\nThe canteen serves lunch from noon.\n")
+    (folder / "broken.docx").write_bytes(b"not a docx")
+    outside = tmp_path / "outside.md"
+    outside.write_text("# Outside\n\nNot for the index.\n")
+    (folder / "escape.md").symlink_to(outside)
+
+    started = admin.post(
+        "/v1/ingest", json={"path": str(folder), "groups": ["facilities"], "tags": ["food"]}
+    )
+    assert started.status_code == 202, started.text
+    assert set(started.json()) == {"job_id", "status"}
+    assert started.json()["status"] == "queued"
+    job = wait_job(admin, started.json()["job_id"])
+    assert job["status"] == "done", job
+    assert job["total_files"] == job["done_files"] == 3
+    results = {Path(r["source"]).name: r for r in job["results"]}
+    assert results["canteen.md"]["status"] == "ingested"
+    assert results["broken.docx"]["status"] == "failed"
+    assert results["broken.docx"]["reason"]
+    assert results["escape.md"]["status"] == "failed"
+    assert "ENCLAVE_API__INGEST_ROOTS" in results["escape.md"]["reason"]
+    docs = {Path(d["source"]).name: d for d in admin.get("/v1/documents").json()["documents"]}
+    assert (docs["canteen.md"]["groups"], docs["canteen.md"]["tags"]) == (["facilities"], ["food"])
+    assert "outside.md" not in docs
+
+    one = admin.post("/v1/ingest", json={"path": str(folder / "canteen.md")})
+    job = wait_job(admin, one.json()["job_id"])
+    assert (job["status"], job["total_files"]) == ("done", 1)
+    assert job["results"] == [{"source": str(folder / "canteen.md"), "status": "ingested"}]
+
+    for path, needle in [
+        (str(outside), "outside the folders"),
+        (str(folder / "escape.md"), "outside the folders"),
+        (str(folder / ".." / ".." / "kb"), "outside the folders"),
+        (str(folder / "nope.md"), "does not exist"),
+    ]:
+        refused = admin.post("/v1/ingest", json={"path": path})
+        assert_error(refused, 400, "invalid_request", needle)
+        assert path in refused.json()["error"]["message"]
+    assert str(root) in admin.post("/v1/ingest", json={"path": str(outside)}).text
+    assert_error(
+        admin.post("/v1/ingest", json={"path": str(folder), "recursive": True}),
+        422,
+        "invalid_request",
+        "recursive",
+    )
+
+
+def test_quality_serves_the_latest_evaluation_records(api: Api) -> None:
+    admin = api.client(api.admin)
+    data_dir = api.settings.data_dir
+    assert admin.get("/v1/quality").json() == {"retrieval": None, "answers": None}
+    older = datetime(2024, 1, 1, tzinfo=UTC)
+    write_eval_record(data_dir, "retrieval", "scifact", {"hybrid": {"ndcg@10": 0.7}}, older)
+    write_eval_record(
+        data_dir, "retrieval", "scifact", {"hybrid": {"ndcg@10": 0.71}}, older + timedelta(days=1)
+    )
+    (data_dir / "eval" / "retrieval-20990101T000000.json").write_text("{broken")
+    body = admin.get("/v1/quality").json()
+    assert body["answers"] is None
+    assert body["retrieval"] == {
+        "kind": "retrieval",
+        "dataset": "scifact",
+        "created_at": "2024-01-02T00:00:00+00:00",
+        "results": {"hybrid": {"ndcg@10": 0.71}},
+    }

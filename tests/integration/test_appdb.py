@@ -315,3 +315,142 @@ def test_database_failures_are_store_errors(tmp_path: Path) -> None:
         assert "secret question" not in str(failed.value)  # no SQL parameters in messages
     finally:
         db.close()
+
+
+def test_audit_details_are_recorded_for_answers_only(db: AppDatabase) -> None:
+    answer_id = db.record(
+        entry(
+            "k1",
+            timings_ms={"embed": 12.345, "generate": 800.0},
+            cited_doc_ids=("d1", "d2"),
+            abstained=False,
+        )
+    )
+    search_id = db.record(entry("k1", kind="search"))
+    failed_id = db.record(entry("k1", status="cancelled", timings_ms={}, abstained=False))
+    rows = {r["id"]: r for r in db.audit_since(0)}
+    assert rows[answer_id]["details"] == {
+        "timings": {"embed": 12.3, "generate": 800.0},
+        "cited_doc_ids": ["d1", "d2"],
+        "abstained": False,
+    }
+    assert rows[search_id]["details"] is None
+    assert rows[failed_id]["details"] == {"timings": {}, "cited_doc_ids": [], "abstained": False}
+
+
+def test_conversation_list_turns_and_delete(db: AppDatabase, clock: list[float]) -> None:
+    long_question = "Why " + "really " * 30 + "?"
+    citations = [
+        {"n": 1, "doc_id": "d1", "source": "/kb/a.md", "title": "A", "page": None, "quote": "q"}
+    ]
+    db.append_turn("conv-1", "alice", long_question, "a1", answer_id="ans-1", citations=citations)
+    clock[0] += 1
+    db.append_turn("conv-2", "alice", "  Second\nconversation ", "b1")
+    clock[0] += 1
+    db.append_turn("conv-1", "alice", "follow-up", "a2", answer_id="ans-2", citations=[])
+    db.append_turn("conv-3", "bob", "bob's", "c1")
+
+    listed = db.list_conversations("alice")
+    assert [c["conversation_id"] for c in listed] == ["conv-1", "conv-2"]  # newest first
+    assert [c["turns"] for c in listed] == [2, 1]
+    assert len(listed[0]["title"]) == 80
+    assert listed[0]["title"].endswith("…")
+    assert long_question.startswith(listed[0]["title"][:-1])
+    assert listed[1]["title"] == "Second conversation"
+    assert datetime.fromisoformat(listed[0]["updated_at"]).timestamp() == clock[0]
+    assert [c["conversation_id"] for c in db.list_conversations("alice", limit=1)] == ["conv-1"]
+    assert [c["conversation_id"] for c in db.list_conversations("bob")] == ["conv-3"]
+
+    turns = db.conversation_turns("conv-1", "alice")
+    assert [(t["question"], t["answer"], t["answer_id"]) for t in turns] == [
+        (long_question, "a1", "ans-1"),
+        ("follow-up", "a2", "ans-2"),
+    ]
+    assert turns[0]["citations"] == citations
+    assert turns[1]["citations"] == []
+    assert db.conversation_turns("conv-2", "alice")[0]["citations"] == []  # none stored
+    assert datetime.fromisoformat(turns[0]["time"]).tzinfo is not None
+
+    # another key's conversation is as unknown as a missing one, and stays untouched
+    for call in (db.conversation_turns, db.delete_conversation):
+        with pytest.raises(NotFoundError) as other:
+            call("conv-1", "bob")
+        with pytest.raises(NotFoundError) as unknown:
+            call("conv-9", "bob")
+        assert str(other.value) == str(unknown.value).replace("conv-9", "conv-1")
+    db.delete_conversation("conv-1", "alice")
+    assert [c["conversation_id"] for c in db.list_conversations("alice")] == ["conv-2"]
+    with pytest.raises(NotFoundError):
+        db.conversation_turns("conv-1", "alice")
+    assert db.conversation("conv-1", "alice") == []  # the id may be started afresh
+
+
+def test_job_total_files_can_be_updated(db: AppDatabase) -> None:
+    job_id = db.create_job("k1", total_files=0)
+    db.update_job(job_id, status="running", total_files=7)
+    assert db.get_job(job_id).total_files == 7
+
+
+def test_a_database_with_the_old_schema_gets_the_new_columns(db_path: Path) -> None:
+    db_path.parent.mkdir(parents=True)
+    with closing(sqlite3.connect(db_path)) as conn, conn:
+        conn.executescript(
+            """
+            CREATE TABLE audit (
+                seq INTEGER PRIMARY KEY AUTOINCREMENT, id VARCHAR(32) NOT NULL UNIQUE,
+                time FLOAT NOT NULL, kind VARCHAR(16) NOT NULL, key_id VARCHAR(64) NOT NULL,
+                question TEXT NOT NULL, chunk_ids TEXT NOT NULL, model TEXT NOT NULL,
+                answer TEXT NOT NULL, latency_ms FLOAT NOT NULL, prompt_tokens INTEGER NOT NULL,
+                completion_tokens INTEGER NOT NULL, status VARCHAR(32) NOT NULL,
+                request_id VARCHAR(128) NOT NULL, conversation_id VARCHAR(64)
+            );
+            CREATE TABLE conversations (
+                seq INTEGER PRIMARY KEY AUTOINCREMENT, conversation_id VARCHAR(64) NOT NULL,
+                key_id VARCHAR(64) NOT NULL, question TEXT NOT NULL, answer TEXT NOT NULL,
+                time FLOAT NOT NULL
+            );
+            INSERT INTO audit (id, time, kind, key_id, question, chunk_ids, model, answer,
+                latency_ms, prompt_tokens, completion_tokens, status, request_id)
+                VALUES ('old-answer', 1700000000, 'ask', 'k1', 'old question', '[]', 'm',
+                'old answer', 5, 0, 0, 'ok', '');
+            INSERT INTO conversations (conversation_id, key_id, question, answer, time)
+                VALUES ('conv-old', 'k1', 'old question', 'old answer', 1700000000);
+            """
+        )
+    for _ in range(2):  # opening it again finds nothing to add
+        db = AppDatabase(f"sqlite:///{db_path}")
+        try:
+            old = next(iter(db.audit_since(0)))
+            assert (old["id"], old["details"]) == ("old-answer", None)
+            assert db.conversation_turns("conv-old", "k1")[0] == {
+                "question": "old question",
+                "answer": "old answer",
+                "answer_id": None,
+                "citations": [],
+                "time": old["time"],
+            }
+            db.append_turn("conv-old", "k1", "new", "new answer", answer_id="a", citations=[])
+            db.record(entry("k1", timings_ms={"embed": 1.0}, abstained=True))
+        finally:
+            db.close()
+    db = AppDatabase(f"sqlite:///{db_path}")
+    try:
+        assert [r["details"] for r in db.audit_since(0)][1:] == [
+            {"timings": {"embed": 1.0}, "cited_doc_ids": [], "abstained": True}
+        ] * 2
+        assert [t["answer_id"] for t in db.conversation_turns("conv-old", "k1")] == [None, "a", "a"]
+    finally:
+        db.close()
+    with closing(sqlite3.connect(db_path)) as conn, conn:
+        audit_columns = {r[1] for r in conn.execute("pragma table_info(audit)")}
+        conversation_columns = {r[1] for r in conn.execute("pragma table_info(conversations)")}
+    assert "details" in audit_columns
+    assert {"answer_id", "citations"} <= conversation_columns
+
+
+def test_a_missing_required_column_is_a_clear_store_error(db_path: Path) -> None:
+    db_path.parent.mkdir(parents=True)
+    with closing(sqlite3.connect(db_path)) as conn, conn:
+        conn.execute("CREATE TABLE feedback (answer_id VARCHAR(32) PRIMARY KEY)")
+    with pytest.raises(StoreError, match=r"feedback .* no column key_id"):
+        AppDatabase(f"sqlite:///{db_path}")

@@ -204,6 +204,10 @@ def test_eval_cli_prints_one_object_or_one_per_mode(tmp_path: Path) -> None:
         assert row["ndcg@10"] == pytest.approx(NDCG, abs=1e-3)
         assert {"recall@10", "recall@100", "mrr@10", "latency_p50_ms", "latency_p95_ms"} <= set(row)
     assert "| hybrid |" in report.read_text()
+    (record_file,) = (tmp_path / "d" / "eval").glob("retrieval-*.json")  # for GET /v1/quality
+    record = json.loads(record_file.read_text())
+    assert (record["kind"], record["dataset"], record["results"]) == ("retrieval", "tiny", by_mode)
+    assert record["created_at"].endswith("+00:00")
     one = run(["eval", "retrieval", str(data), "--mode", "sparse", "--json"], tmp_path / "d")
     assert json.loads(one.stdout)["mode"] == "sparse"
     bad = run(["eval", "retrieval", str(tmp_path), "--json"], tmp_path / "d")
@@ -213,6 +217,17 @@ def test_eval_cli_prints_one_object_or_one_per_mode(tmp_path: Path) -> None:
     wrong_mode = run(["eval", "retrieval", str(data), "--mode", "fuzzy"], tmp_path / "d")
     assert wrong_mode.returncode == 2
     assert "unknown mode 'fuzzy'" in wrong_mode.stderr
+
+
+def test_eval_answers_cli_leaves_a_record(tmp_path: Path) -> None:
+    path = tmp_path / "tiny_qa.json"
+    path.write_text(json.dumps(SQUAD))
+    done = run(["eval", "answers", str(path), "--mode", "sparse", "--json"], tmp_path / "d")
+    assert done.returncode == 0, done.stderr
+    (record_file,) = (tmp_path / "d" / "eval").glob("answers-*.json")
+    record = json.loads(record_file.read_text())
+    assert (record["kind"], record["dataset"]) == ("answers", "tiny_qa")
+    assert record["results"] == json.loads(done.stdout)
 
 
 # The answer-quality fixture: SQUAD plus a third article. Holding out every 20th
