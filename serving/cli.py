@@ -243,7 +243,13 @@ def eval_retrieval(
 ) -> None:
     """nDCG@10, Recall@10/100, MRR@10 and latency per mode on a BEIR dataset."""
     from ingest.cli import RichProgress
-    from serving.evaluation import evaluate_retrieval, load_beir, modes_for, retrieval_markdown
+    from serving.evaluation import (
+        evaluate_retrieval,
+        load_beir,
+        modes_for,
+        retrieval_markdown,
+        write_eval_record,
+    )
 
     modes = modes_for(mode)
     settings = _settings()
@@ -253,6 +259,7 @@ def eval_retrieval(
     with RichProgress(console) as progress, _QueryProgress(console, total) as tick:
         result = evaluate_retrieval(settings, data, modes, progress, tick)
     rows = {m: r.as_dict() for m, r in result.results.items()}
+    write_eval_record(settings.data_dir, "retrieval", result.dataset, rows)
     markdown = retrieval_markdown(result)
     _write_report(report, markdown)
     if as_json:
@@ -301,6 +308,7 @@ def eval_answers(
         limit_questions,
         load_covidqa,
         modes_for,
+        write_eval_record,
     )
 
     modes = modes_for(mode)
@@ -323,6 +331,7 @@ def eval_answers(
             )
         rows["generation"] = generation.as_dict()
         markdown += "\n" + generation_markdown(generation)
+    write_eval_record(settings.data_dir, "answers", result.dataset, rows)
     _write_report(report, markdown)
     if as_json:
         typer.echo(json.dumps(rows))
@@ -442,6 +451,80 @@ def ask(
     from ingest.cli import split_groups
 
     ask_local(_container(), question, split_groups(groups), model=model, as_json=as_json)
+
+
+UI_PORT = 8501
+
+
+def _ui_command(host: str, port: int) -> tuple[list[str], Path | None]:
+    """``streamlit run ui/app.py`` with the options that must hold wherever it starts
+    (no usage statistics, no tracebacks, no file watching), and the folder holding the
+    project's ``.streamlit/config.toml`` (theme) when there is one."""
+    import ui
+
+    app_file = Path(ui.__file__).with_name("app.py")
+    project = app_file.parent.parent
+    command = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(app_file),
+        "--server.address",
+        host,
+        "--server.port",
+        str(port),
+        "--server.headless",
+        "true",
+        "--browser.gatherUsageStats",
+        "false",
+        "--client.showErrorDetails",
+        "none",
+        "--server.fileWatcherType",
+        "none",
+    ]
+    return command, project if (project / ".streamlit" / "config.toml").is_file() else None
+
+
+@app.command()
+def ui(
+    host: Annotated[str, typer.Option(help="Listen address.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = UI_PORT,
+) -> None:
+    """Run the web UI. It talks to the API at ENCLAVE_API_URL (default: this machine's
+    `enclave serve` address); ENCLAVE_UI_API_KEY pre-fills the sign-in form."""
+    settings = _settings()
+    env = {**os.environ}
+    env.setdefault("ENCLAVE_API_URL", f"http://{settings.api.host}:{settings.api.port}")
+    command, cwd = _ui_command(host, port)
+    typer.echo(f"Enclave UI on http://{host}:{port} (API: {env['ENCLAVE_API_URL']})")
+    if cwd is not None:
+        os.chdir(cwd)
+    os.execvpe(command[0], command, env)  # noqa: S606 - becomes the streamlit server
+
+
+@app.command()
+def up(
+    host: Annotated[str, typer.Option(help="Listen address of the API and the UI.")] = "127.0.0.1",
+    api_port: Annotated[int | None, typer.Option(help="API port (ENCLAVE_API__PORT).")] = None,
+    ui_port: Annotated[int, typer.Option(help="UI port.")] = UI_PORT,
+) -> None:
+    """Ingest the sample knowledge base, then run the API and the web UI together, signed
+    in with a fresh admin key (Ctrl-C stops both)."""
+    from serving.launcher import run_stack
+
+    settings = _settings()
+    kb = Path(str(resources.files("serving") / "sample_kb"))
+    console = Console()
+    console.print(f"[bold]1. Ingesting the sample knowledge base[/] {kb}")
+    from ingest.cli import run_ingest
+
+    container = _container(settings)
+    try:
+        run_ingest(container, [str(kb)], None, ["sample"], dry_run=False, as_json=False)
+    finally:
+        container.close()
+    run_stack(settings, console, kb, host, api_port or settings.api.port, ui_port)
 
 
 def main() -> None:

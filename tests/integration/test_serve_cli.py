@@ -4,39 +4,14 @@ llama.cpp server): asking through the running server, the held-store message, sh
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.data.make_files import sample_spec, write_md
+from tests.processes import env_for, free_port, run, start, stop, wait_ok
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-ENCLAVE = [sys.executable, "-m", "serving.cli"]
-
-
-def env_for(data: Path, **extra: str) -> dict[str, str]:
-    return {
-        **os.environ,
-        "ENCLAVE_DATA_DIR": str(data),
-        "ENCLAVE_LLM__EMBEDDED_MODEL": "smollm2-135m",
-        "ENCLAVE_LLM__EMBEDDED_CONTEXT_WINDOW": "2048",
-        "ENCLAVE_LLM__MAX_ANSWER_TOKENS": "48",
-        **extra,
-    }
-
-
-def run(args: list[str], data: Path, **extra: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*ENCLAVE, *args], capture_output=True, text=True, env=env_for(data, **extra), timeout=600
-    )
 
 
 def test_serve_ask_through_it_and_stop(tmp_path: Path) -> None:
@@ -46,25 +21,12 @@ def test_serve_ask_through_it_and_stop(tmp_path: Path) -> None:
     created = run(["keys", "create", "--role", "user", "--groups", "staff", "--json"], data)
     key = json.loads(created.stdout)["key"]
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    log = (tmp_path / "serve.log").open("w")
-    server = subprocess.Popen(
-        [*ENCLAVE, "serve", "--port", str(port)], env=env_for(data), stdout=log, stderr=log
-    )
+    port = free_port()
+    log = tmp_path / "serve.log"
+    server = start(["serve", "--port", str(port)], env_for(data), log)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            assert server.poll() is None, (tmp_path / "serve.log").read_text()
-            try:
-                if httpx.get(url + "/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "server did not become ready"
-            time.sleep(0.5)
+        wait_ok(server, url + "/readyz", log, 180)
 
         held = run(["search", "annual leave"], data)
         assert held.returncode == 2
@@ -98,10 +60,8 @@ def test_serve_ask_through_it_and_stop(tmp_path: Path) -> None:
         assert "401" in wrong_key.stderr
         assert "invalid or revoked API key" in wrong_key.stderr
     finally:
-        server.send_signal(signal.SIGINT)
-        server.wait(timeout=60)
-        log.close()
-    assert server.returncode == 0, (tmp_path / "serve.log").read_text()
+        code = stop(server)
+    assert code == 0, log.read_text()
 
     # the store is free again: ask locally (starts its own embedded LLM)
     local = run(["ask", "How many days of annual leave do employees get?", "--json"], data)

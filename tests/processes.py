@@ -1,0 +1,72 @@
+"""Enclave commands as real processes, for the tests that need servers on loopback."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+ENCLAVE = [sys.executable, "-m", "serving.cli"]
+
+
+def env_for(data: Path, **extra: str) -> dict[str, str]:
+    """The environment of an Enclave process on ``data`` with the small test LLM."""
+    return {
+        **os.environ,
+        "ENCLAVE_DATA_DIR": str(data),
+        "ENCLAVE_LLM__EMBEDDED_MODEL": "smollm2-135m",
+        "ENCLAVE_LLM__EMBEDDED_CONTEXT_WINDOW": "2048",
+        "ENCLAVE_LLM__MAX_ANSWER_TOKENS": "48",
+        **extra,
+    }
+
+
+def run(args: list[str], data: Path, **extra: str) -> subprocess.CompletedProcess[str]:
+    """Run ``enclave ARGS`` to the end."""
+    return subprocess.run(
+        [*ENCLAVE, *args], capture_output=True, text=True, env=env_for(data, **extra), timeout=600
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """Start ``enclave ARGS`` in the background, its output to ``log``."""
+    with log.open("ab") as out:
+        return subprocess.Popen([*ENCLAVE, *args], env=env, stdout=out, stderr=out)
+
+
+def wait_ok(process: subprocess.Popen[bytes], url: str, log: Path, limit_s: float = 300) -> None:
+    """Wait until ``url`` answers 200; fail with the log if the process exits or time runs out."""
+    deadline = time.monotonic() + limit_s
+    while True:
+        assert process.poll() is None, log.read_text(errors="replace")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, f"{url} not ready:\n{log.read_text(errors='replace')}"
+        time.sleep(0.5)
+
+
+def stop(process: subprocess.Popen[bytes]) -> int:
+    """Ctrl-C, then wait (kill after a minute); the exit code."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return process.returncode
