@@ -187,7 +187,6 @@ def test_admin_ingests_a_server_folder_and_manages_documents(
     assert at.sidebar.radio[0].options == ["Chat", "Ingestion", "Documents", "Usage", "Quality"]
 
     at.sidebar.radio[0].set_value("Ingestion").run()
-    at.tabs[1]  # the server-folder form
     at.text_input(key="folder-groups").input("staff")
     path_box = next(t for t in at.text_input if t.label.startswith("Folder or file"))
     path_box.input(str(stack.data.parent / "elsewhere"))
