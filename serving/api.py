@@ -880,21 +880,18 @@ def ingest_target(roots: list[Path], raw: str) -> Path:
 
 
 def _names(values: list[str] | None, what: str) -> list[str] | None:
+    """Group or tag names, stripped; None stays None (the default), none at all is an error."""
     if values is None:
         return None
     names = [v.strip() for v in values if v.strip()]
     if not names:
-        raise InputError(f"{what} is empty; give names or leave it out")
+        raise InputError(f"{what} is empty; give at least one name or leave it out")
     return names
 
 
 def _split(value: str | None, what: str) -> list[str] | None:
-    if value is None:
-        return None
-    names = [v.strip() for v in value.split(",") if v.strip()]
-    if not names:
-        raise InputError(f"{what} is empty; give comma-separated names or leave it out")
-    return names
+    """:func:`_names` of a comma-separated form field."""
+    return None if value is None else _names(value.split(","), what)
 
 
 def _safe_name(name: str) -> str:

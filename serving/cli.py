@@ -362,6 +362,17 @@ class _QueryProgress:
         self._progress.stop()
 
 
+def _ingest_sample(container: Container, console: Console) -> Path:
+    """Ingest the bundled sample knowledge base (default groups, tag ``sample``;
+    incremental) and return its folder."""
+    from ingest.cli import run_ingest
+
+    kb = Path(str(resources.files("serving") / "sample_kb"))
+    console.print(f"[bold]1. Ingesting the sample knowledge base[/] {kb}")
+    run_ingest(container, [str(kb)], None, ["sample"], dry_run=False, as_json=False)
+    return kb
+
+
 @app.command()
 def demo(
     question: Annotated[
@@ -369,15 +380,12 @@ def demo(
     ] = None,
 ) -> None:
     """Ingest the bundled sample knowledge base and answer sample questions from it."""
-    from ingest.cli import run_ingest
     from serving.ask_cli import local_answerer, print_answer
 
-    kb = Path(str(resources.files("serving") / "sample_kb"))
     console = Console()
-    console.print(f"[bold]1. Ingesting the sample knowledge base[/] {kb}")
     container = _container()
     try:
-        run_ingest(container, [str(kb)], None, ["sample"], dry_run=False, as_json=False)
+        _ingest_sample(container, console)
         console.print(
             "\n[bold]2. Starting the LLM[/] (embedded llama.cpp unless ENCLAVE_LLM__MODELS)"
         )
@@ -514,14 +522,10 @@ def up(
     from serving.launcher import run_stack
 
     settings = _settings()
-    kb = Path(str(resources.files("serving") / "sample_kb"))
     console = Console()
-    console.print(f"[bold]1. Ingesting the sample knowledge base[/] {kb}")
-    from ingest.cli import run_ingest
-
     container = _container(settings)
     try:
-        run_ingest(container, [str(kb)], None, ["sample"], dry_run=False, as_json=False)
+        kb = _ingest_sample(container, console)
     finally:
         container.close()
     run_stack(settings, console, kb, host, api_port or settings.api.port, ui_port)
