@@ -15,20 +15,20 @@ import httpx
 ENCLAVE = [sys.executable, "-m", "serving.cli"]
 
 
+SMALL_LLM = {  # the embedded LLM as the tests run it: SmolLM2-135M, short answers
+    "ENCLAVE_LLM__EMBEDDED_MODEL": "smollm2-135m",
+    "ENCLAVE_LLM__EMBEDDED_CONTEXT_WINDOW": "2048",
+    "ENCLAVE_LLM__MAX_ANSWER_TOKENS": "48",
+}
+
+
 def env_for(data: Path, **extra: str) -> dict[str, str]:
-    """The environment of an Enclave process on ``data`` with the small test LLM."""
-    return {
-        **os.environ,
-        "ENCLAVE_DATA_DIR": str(data),
-        "ENCLAVE_LLM__EMBEDDED_MODEL": "smollm2-135m",
-        "ENCLAVE_LLM__EMBEDDED_CONTEXT_WINDOW": "2048",
-        "ENCLAVE_LLM__MAX_ANSWER_TOKENS": "48",
-        **extra,
-    }
+    """The environment of an Enclave process on the data dir ``data``."""
+    return {**os.environ, "ENCLAVE_DATA_DIR": str(data), **extra}
 
 
 def run(args: list[str], data: Path, **extra: str) -> subprocess.CompletedProcess[str]:
-    """Run ``enclave ARGS`` to the end."""
+    """Run ``enclave ARGS`` on the data dir ``data`` to the end."""
     return subprocess.run(
         [*ENCLAVE, *args], capture_output=True, text=True, env=env_for(data, **extra), timeout=600
     )

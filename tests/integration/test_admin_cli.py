@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,17 +12,9 @@ import pytest
 
 from core.settings import Settings
 from serving.db import AppDatabase, AuditEntry
+from tests.processes import run
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-ENCLAVE = [sys.executable, "-m", "serving.cli"]
-
-
-def run(args: list[str], data_dir: Path) -> subprocess.CompletedProcess[str]:
-    environment = {**os.environ, "ENCLAVE_DATA_DIR": str(data_dir)}
-    return subprocess.run(
-        [*ENCLAVE, *args], capture_output=True, text=True, env=environment, timeout=300
-    )
 
 
 def one_line_error(result: subprocess.CompletedProcess[str], message: str) -> None:

@@ -12,7 +12,6 @@ import json
 import os
 import re
 import signal
-import socket
 import threading
 import time
 import uuid
@@ -35,6 +34,7 @@ from serving.api import create_app
 from serving.db import AppDatabase, AuditEntry
 from serving.evaluation import write_eval_record
 from tests.data.make_files import sample_spec, write_md
+from tests.processes import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -44,12 +44,6 @@ SALARIES = f"""# Salary bands
 The salary band for senior engineers is 90,000 to 120,000 euros per year.
 Band reviews happen every April. Approval code {SECRET}.
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

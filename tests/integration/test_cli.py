@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,17 +10,9 @@ from pathlib import Path
 import pytest
 
 from tests.data.make_files import BAD_FILES, sample_spec, write_docx, write_md
+from tests.processes import ENCLAVE, env_for, run
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-ENCLAVE = [sys.executable, "-m", "serving.cli"]
-
-
-def run(args: list[str], data_dir: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    environment = {**os.environ, "ENCLAVE_DATA_DIR": str(data_dir), **env}
-    return subprocess.run(
-        [*ENCLAVE, *args], capture_output=True, text=True, env=environment, timeout=600
-    )
 
 
 @pytest.fixture
@@ -216,7 +207,7 @@ def test_a_killed_ingest_rerun_equals_one_clean_run(tmp_path: Path) -> None:
     small_writes = {"ENCLAVE_EMBEDDER__BATCH_SIZE": "1"}
 
     killed = tmp_path / "killed"
-    env = {**os.environ, "ENCLAVE_DATA_DIR": str(killed), **small_writes}
+    env = env_for(killed, **small_writes)
     proc = subprocess.Popen(
         [*ENCLAVE, "ingest", str(kb), "--json"],
         env=env,

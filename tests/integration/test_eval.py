@@ -24,7 +24,7 @@ from serving.evaluation import (
     squad_normalise,
     token_f1,
 )
-from tests.integration.test_cli import run
+from tests.processes import run
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

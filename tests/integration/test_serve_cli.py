@@ -4,14 +4,21 @@ llama.cpp server): asking through the running server, the held-store message, sh
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
 
+from tests import processes
 from tests.data.make_files import sample_spec, write_md
-from tests.processes import env_for, free_port, run, start, stop, wait_ok
+from tests.processes import SMALL_LLM, env_for, free_port, start, stop, wait_ok
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def run(args: list[str], data: Path, **extra: str) -> subprocess.CompletedProcess[str]:
+    """``enclave ARGS`` with the small test LLM (every command of this module)."""
+    return processes.run(args, data, **SMALL_LLM, **extra)
 
 
 def test_serve_ask_through_it_and_stop(tmp_path: Path) -> None:
@@ -23,7 +30,7 @@ def test_serve_ask_through_it_and_stop(tmp_path: Path) -> None:
 
     port = free_port()
     log = tmp_path / "serve.log"
-    server = start(["serve", "--port", str(port)], env_for(data), log)
+    server = start(["serve", "--port", str(port)], env_for(data, **SMALL_LLM), log)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_ok(server, url + "/readyz", log, 180)

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.processes import ENCLAVE, env_for, free_port
+from tests.processes import ENCLAVE, SMALL_LLM, env_for, free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -21,7 +21,7 @@ def test_up_starts_the_api_and_the_ui_with_the_sample_kb_and_stops_both(tmp_path
     api_port, ui_port = free_port(), free_port()
     up = subprocess.Popen(
         [*ENCLAVE, "up", "--api-port", str(api_port), "--ui-port", str(ui_port)],
-        env=env_for(tmp_path / "data", COLUMNS="250"),
+        env=env_for(tmp_path / "data", **SMALL_LLM, COLUMNS="250"),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
