@@ -116,10 +116,15 @@ class Container:
 
 
 def build_store(settings: Settings) -> VectorStore:
-    """The vector store the settings name: a Qdrant server by URL, else embedded."""
+    """The vector store the settings name: a Qdrant server by URL, else the embedded
+    engine (Qdrant Edge, or qdrant-client's local mode)."""
+    s = settings.store
+    if not s.url and s.engine == "edge":
+        from backends.edge_store import EdgeStore
+
+        return EdgeStore(s.collection, path=settings.store_path)  # thread-safe
     from backends.qdrant_store import QdrantStore
 
-    s = settings.store
     if s.url:
         return QdrantStore(
             s.collection,

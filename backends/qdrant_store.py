@@ -9,14 +9,23 @@ refuses to mix vectors from different models.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, cast
 
 from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
-from core.errors import CollectionMismatchError, StoreError, StoreLockedError
+from backends.store_common import (
+    DENSE,
+    KEYWORD_FIELDS,
+    SPARSE,
+    Clauses,
+    check_collection,
+    collection_metadata,
+    store_held,
+)
+from core.errors import StoreError
 from core.types import (
     Chunk,
     CollectionSpec,
@@ -24,15 +33,12 @@ from core.types import (
     Hit,
     SearchFilter,
     SearchRequest,
+    SparseVector,
     StoreInfo,
 )
 
 logger = logging.getLogger(__name__)
 
-DENSE = "dense"
-SPARSE = "bm25"
-SCHEMA_VERSION = 1
-_KEYWORD_FIELDS = ("doc_id", "source", "groups", "tags", "mime_type", "content_hash")
 _DISTANCES = {
     "cosine": models.Distance.COSINE,
     "dot": models.Distance.DOT,
@@ -56,7 +62,7 @@ class QdrantStore:
             raise ValueError("give exactly one of path (embedded) or url (server)")
         self._collection = collection
         self._location = str(path) if path is not None else str(url)
-        self._engine = "qdrant-embedded" if path is not None else "qdrant-server"
+        self._engine = "qdrant-local" if path is not None else "qdrant-server"
         try:
             if path is not None:
                 path.mkdir(parents=True, exist_ok=True)
@@ -65,23 +71,12 @@ class QdrantStore:
                 self._client = QdrantClient(url=url, api_key=api_key, timeout=int(timeout_s))
         except RuntimeError as exc:
             if "already accessed" in str(exc):
-                raise StoreLockedError(
-                    f"the embedded store at {path} is in use by another Enclave process "
-                    "(`enclave serve` holds it while it runs). Ask through the running server "
-                    "(set ENCLAVE_API_URL and ENCLAVE_API_KEY for `enclave ask`, or use the "
-                    "API), stop that process, or use a Qdrant server (ENCLAVE_STORE__URL)"
-                ) from exc
+                raise store_held(path) from exc
             raise StoreError(f"cannot open the Qdrant store at {self._location}: {exc}") from exc
 
     # -- collection --------------------------------------------------------------------
     def ensure_collection(self, spec: CollectionSpec) -> None:
-        metadata = {
-            "embedder": spec.embedder,
-            "dense_dim": spec.dense_dim,
-            "distance": spec.distance,
-            "sparse_encoder": spec.sparse_encoder,
-            "schema": SCHEMA_VERSION,
-        }
+        metadata = collection_metadata(spec)
         with self._errors("create or check the collection"):
             if not self._client.collection_exists(self._collection):
                 self._client.create_collection(
@@ -96,10 +91,10 @@ class QdrantStore:
                     },
                     metadata=metadata,
                 )
-                if self._engine == "qdrant-embedded":  # payload indexes are no-ops there
+                if self._engine == "qdrant-local":  # payload indexes are no-ops there
                     logger.info("created collection %s (%s)", self._collection, metadata)
                     return
-                for name in _KEYWORD_FIELDS:
+                for name in KEYWORD_FIELDS:
                     self._client.create_payload_index(
                         self._collection, name, models.PayloadSchemaType.KEYWORD
                     )
@@ -115,31 +110,16 @@ class QdrantStore:
         self._check(spec, info)
 
     def _check(self, spec: CollectionSpec, info: models.CollectionInfo) -> None:
-        recorded = info.config.metadata or {}
         vectors = info.config.params.vectors
         dense = vectors.get(DENSE) if isinstance(vectors, dict) else None
-        problems = []
-        if dense is None:
-            problems.append(f"it has no '{DENSE}' vector")
-        else:
-            if dense.size != spec.dense_dim:
-                problems.append(
-                    f"its vectors have {dense.size} dimensions, the embedder gives {spec.dense_dim}"
-                )
-            if dense.distance != _DISTANCES[spec.distance]:
-                problems.append(f"its distance is {dense.distance}, expected {spec.distance}")
-        if recorded.get("embedder") not in (None, spec.embedder):
-            problems.append(
-                f"it was built with embedder {recorded['embedder']!r}, "
-                f"the settings name {spec.embedder!r}"
-            )
-        if problems:
-            raise CollectionMismatchError(
-                f"collection '{self._collection}' does not match the configured models: "
-                + "; ".join(problems)
-                + ". Set ENCLAVE_EMBEDDER__MODEL back to the model it was built with, or use "
-                "a new collection (ENCLAVE_STORE__COLLECTION) and ingest again."
-            )
+        distances = {v: k for k, v in _DISTANCES.items()}
+        check_collection(
+            self._collection,
+            spec,
+            size=dense.size if dense is not None else None,
+            distance=distances.get(dense.distance) if dense is not None else None,
+            recorded_embedder=(info.config.metadata or {}).get("embedder"),
+        )
 
     # -- writes ------------------------------------------------------------------------
     def upsert(self, points: Sequence[EmbeddedChunk]) -> None:
@@ -180,6 +160,14 @@ class QdrantStore:
                 wait=True,
             )
 
+    def optimize(self) -> None:
+        """Nothing to do: a server optimises by itself, local mode has no indexes."""
+
+    def drop(self) -> None:
+        with self._errors("delete the collection"):
+            if self._client.collection_exists(self._collection):
+                self._client.delete_collection(self._collection)
+
     # -- reads -------------------------------------------------------------------------
     def count(self, filter: SearchFilter | None = None) -> int:
         if filter is not None and filter.groups == ():
@@ -206,6 +194,22 @@ class QdrantStore:
                 if offset is None:
                     break
         return sorted(found, key=lambda c: c.chunk_index)
+
+    def export(self, batch_size: int = 512) -> Iterator[list[EmbeddedChunk]]:
+        offset: Any = None
+        while True:
+            with self._errors("read chunks"):
+                records, offset = self._client.scroll(
+                    self._collection,
+                    limit=batch_size,
+                    offset=offset,
+                    with_payload=True,
+                    with_vectors=True,
+                )
+            if records:
+                yield [_embedded(r) for r in records]
+            if offset is None:
+                return
 
     def search(self, request: SearchRequest) -> list[Hit]:
         if request.filter.groups == ():
@@ -352,6 +356,18 @@ def _dense_of(point: models.ScoredPoint) -> tuple[float, ...] | None:
     return tuple(float(x) for x in cast(list[float], vector))
 
 
+def _embedded(record: models.Record) -> EmbeddedChunk:
+    vector = record.vector if isinstance(record.vector, dict) else {}
+    dense, sparse = vector.get(DENSE), vector.get(SPARSE)
+    if not isinstance(dense, list) or not isinstance(sparse, models.SparseVector):
+        raise StoreError(f"point {record.id} has no {DENSE} or {SPARSE} vector")
+    return EmbeddedChunk(
+        Chunk.from_payload(record.payload or {}),
+        tuple(float(x) for x in cast(list[float], dense)),
+        SparseVector(tuple(sparse.indices), tuple(sparse.values)),
+    )
+
+
 def _need(value: Any, kind: str) -> Any:
     if value is None:
         raise StoreError(f"a {kind} search needs a {kind} query vector")
@@ -361,24 +377,12 @@ def _need(value: Any, kind: str) -> Any:
 def _filter(spec: SearchFilter | None) -> models.Filter | None:
     if spec is None:
         return None
-    must: list[models.Condition] = []
-    if spec.groups is not None:
-        must.append(
-            models.FieldCondition(key="groups", match=models.MatchAny(any=list(spec.groups)))
-        )
-    for key, values in (
-        ("doc_id", spec.doc_ids),
-        ("source", spec.sources),
-        ("tags", spec.tags),
-        ("mime_type", spec.mime_types),
-    ):
-        if values:
-            must.append(models.FieldCondition(key=key, match=models.MatchAny(any=list(values))))
-    if spec.modified_after is not None or spec.modified_before is not None:
-        must.append(
-            models.FieldCondition(
-                key="modified_at",
-                range=models.Range(gte=spec.modified_after, lte=spec.modified_before),
-            )
-        )
+    clauses = Clauses.of(spec)
+    must: list[models.Condition] = [
+        models.FieldCondition(key=key, match=models.MatchAny(any=list(values)))
+        for key, values in clauses.any_of
+    ]
+    if clauses.modified is not None:
+        gte, lte = clauses.modified
+        must.append(models.FieldCondition(key="modified_at", range=models.Range(gte=gte, lte=lte)))
     return models.Filter(must=must) if must else None

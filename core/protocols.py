@@ -7,7 +7,7 @@ every implementation.
 from __future__ import annotations
 
 from collections import abc
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Protocol, runtime_checkable
 
 from core.types import (
@@ -81,6 +81,11 @@ class VectorStore(Protocol):
       ``content_hash`` differs from ``h`` (all of them when ``h`` is None).
     - ``search`` applies ``request.filter`` inside the query: a chunk outside the
       caller's groups is never returned or counted.
+    - ``optimize`` builds search indexes after a large batch of writes (an ingestion
+      job); cheap when there is nothing to do. Searches work before and during it.
+    - ``export`` yields every point with its vectors, in pages (to move a knowledge
+      base to another engine without re-embedding).
+    - ``drop`` deletes the collection and everything in it.
     - A store that cannot be opened because another process holds it raises
       ``StoreLockedError``.
     """
@@ -94,6 +99,12 @@ class VectorStore(Protocol):
     def set_access(self, doc_id: str, groups: Sequence[str], tags: Sequence[str]) -> None:
         """Replace the groups and tags of every chunk of a document."""
         ...
+
+    def optimize(self) -> None: ...
+
+    def export(self, batch_size: int = 512) -> Iterator[list[EmbeddedChunk]]: ...
+
+    def drop(self) -> None: ...
 
     def count(self, filter: SearchFilter | None = None) -> int: ...
 

@@ -62,13 +62,23 @@ class StoreSettings(BaseModel):
     url: str | None = Field(
         None,
         description=(
-            "Qdrant server URL (e.g. `http://qdrant:6333`). Unset: an embedded store under "
-            "`<data_dir>/qdrant`, owned by one process at a time."
+            "Qdrant server URL (e.g. `http://qdrant:6333`). Unset: the embedded engine "
+            "(`engine`), owned by one process at a time."
+        ),
+    )
+    engine: Literal["edge", "local"] = Field(
+        "edge",
+        description=(
+            "Embedded engine when `url` is unset: `edge` (Qdrant Edge, Qdrant's Rust engine "
+            "in-process: HNSW, indexed filters, WAL; under `<data_dir>/edge`) or `local` "
+            "(qdrant-client's local mode, pure-Python brute force, under `<data_dir>/qdrant`). "
+            "`enclave migrate --to` moves a knowledge base between engines."
         ),
     )
     api_key: SecretStr | None = Field(None, description="API key of the Qdrant server.")
     path: Path | None = Field(
-        None, description="Folder of the embedded store. Default: `<data_dir>/qdrant`."
+        None,
+        description="Folder of the embedded store. Default: `<data_dir>/edge` or `<data_dir>/qdrant`.",
     )
     collection: str = Field(
         "enclave", pattern=r"^[A-Za-z0-9_-]{1,64}$", description="Collection holding the chunks."
@@ -378,8 +388,9 @@ class Settings(BaseSettings):
 
     @property
     def store_path(self) -> Path:
-        """Folder of the embedded Qdrant store."""
-        return self.store.path or self.data_dir / "qdrant"
+        """Folder of the embedded store (by engine)."""
+        default = "edge" if self.store.engine == "edge" else "qdrant"
+        return self.store.path or self.data_dir / default
 
     @property
     def database_url(self) -> str:

@@ -182,6 +182,7 @@ class StoreInfo:
     points: int
     embedder: str | None
     dense_dim: int | None
+    indexed_vectors: int | None = None  # dense + sparse vectors in built indexes (Edge)
 
 
 @dataclass(frozen=True, slots=True)

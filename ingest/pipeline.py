@@ -151,7 +151,9 @@ class Ingestor:
         clean_tags = _clean(tags)
         files, scopes = self._discover(paths, report)
         known = {r.document.source: r for r in self._c.registry.all()}
-        planned = self._plan(files, known, explicit_groups, clean_tags, report, dry_run)
+        planned = self._plan(
+            files, self._trusted(known), explicit_groups, clean_tags, report, dry_run
+        )
         report.stage_seconds["scan"] = time.perf_counter() - started
         self._delete_missing(files, scopes, known, report, dry_run)
         if dry_run:
@@ -159,11 +161,29 @@ class Ingestor:
             report.updated += sum(1 for p in planned if p.kind == "update")
         elif planned:
             self._process(planned, report, progress)
+        if report.chunks_written or report.deleted:
+            index_started = time.perf_counter()
+            self._c.store.optimize()  # once per job, not per write
+            report.stage_seconds["index"] = time.perf_counter() - index_started
         report.seconds = time.perf_counter() - started
         logger.info("ingest finished: %s", report.as_dict())
         return report
 
     # -- discovery and planning ----------------------------------------------------------
+    def _trusted(self, known: dict[str, RegisteredDocument]) -> dict[str, RegisteredDocument]:
+        """The registry, unless the store is empty while the registry is not (the engine
+        or collection was switched without ``enclave migrate``, or the store folder was
+        deleted): then every file is ingested again instead of skipped as unchanged."""
+        if known and self._c.store.info().points == 0:
+            logger.warning(
+                "the registry lists %d documents but collection %r is empty; "
+                "ingesting them again",
+                len(known),
+                self._c.settings.store.collection,
+            )
+            return {}
+        return known
+
     def _discover(
         self, paths: Sequence[str | Path], report: IngestReport
     ) -> tuple[list[Path], list[Path]]:

@@ -108,6 +108,7 @@ def status(
         "embedder": settings.embedder.model,
         "collection_embedder": info.embedder,
         "dense_dim": info.dense_dim,
+        "indexed_vectors": info.indexed_vectors,
         "data_dir": str(settings.data_dir.resolve()),
     }
     if as_json:
@@ -401,6 +402,78 @@ def demo(
     console.print(
         '\nNext: `enclave ingest YOUR_FOLDER --groups staff`, then `enclave ask "..."`, '
         "or `enclave serve` for the API."
+    )
+
+
+def _store_address(settings: Settings) -> str:
+    if settings.store.url:
+        return f"the Qdrant server {settings.store.url}"
+    return f"{settings.store.engine} at {settings.store_path.resolve()}"
+
+
+_TARGET_SETTING = {
+    "edge": "ENCLAVE_STORE__ENGINE=edge (and unset ENCLAVE_STORE__URL)",
+    "local": "ENCLAVE_STORE__ENGINE=local (and unset ENCLAVE_STORE__URL)",
+    "server": "ENCLAVE_STORE__URL={url}",
+}
+
+
+@app.command()
+def migrate(
+    to: Annotated[str, typer.Option("--to", help="Target engine: edge, local or server.")],
+    url: Annotated[str | None, typer.Option(help="Qdrant server URL (with --to server).")] = None,
+    path: Annotated[
+        Path | None,
+        typer.Option(help="Folder of the target embedded store (default: by engine)."),
+    ] = None,
+    replace: Annotated[
+        bool, typer.Option("--replace", help="Drop what the target collection holds first.")
+    ] = False,
+) -> None:
+    """Move the knowledge base to another vector engine, vectors included (no re-parsing,
+    no re-embedding). The configured store is the source; it is left as it is."""
+    from backends.container import build_store
+    from backends.migration import migrate as copy_store
+    from backends.sparse import Bm25Encoder
+
+    settings = _settings()
+    if to not in _TARGET_SETTING:
+        raise InputError(f"--to {to!r}: choose edge, local or server")
+    if (to == "server") != (url is not None):
+        raise InputError("--url goes with --to server (the Qdrant server to copy to), and only")
+    store = settings.store.model_copy(
+        update={"url": url, "engine": to if to != "server" else settings.store.engine, "path": path}
+    )
+    target_settings = settings.model_copy(update={"store": store})
+    if _store_address(settings) == _store_address(target_settings):
+        raise InputError(
+            f"the configured store is already {_store_address(settings)}: nothing to migrate"
+        )
+    source = build_store(settings)
+    try:
+        target = build_store(target_settings)
+        try:
+            console = Console(stderr=True)
+            with console.status("copying chunks") as status:
+                report = copy_store(
+                    source,
+                    target,
+                    Bm25Encoder(settings.sparse).name,
+                    replace=replace,
+                    progress=lambda done, total: status.update(f"copied {done:,} of {total:,}"),
+                )
+            after = target.info()
+        finally:
+            target.close()
+        before = source.info()
+    finally:
+        source.close()
+    typer.echo(
+        f"Copied {report.points:,} chunks of collection '{after.collection}' from "
+        f"{before.engine} ({before.location}) to {after.engine} ({after.location}) in "
+        f"{report.seconds:.1f} s (index build {report.index_seconds:.1f} s).\n"
+        f"To use it, set {_TARGET_SETTING[to].format(url=url)}. The source is unchanged; "
+        "delete it when you no longer need it."
     )
 
 

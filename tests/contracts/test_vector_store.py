@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from backends.edge_store import EdgeStore
 from backends.qdrant_store import QdrantStore
 from core.errors import CollectionMismatchError, StoreLockedError
 from core.protocols import VectorStore
@@ -28,7 +29,8 @@ SPEC = CollectionSpec("contract", DIM, "cosine", "test-embedder", "bm25:test")
 
 StoreFactory = Callable[[Path], VectorStore]
 ENGINES: dict[str, StoreFactory] = {
-    "qdrant-embedded": lambda path: QdrantStore("contract", path=path),
+    "qdrant-local": lambda path: QdrantStore("contract", path=path),
+    "qdrant-edge": lambda path: EdgeStore("contract", path=path),
 }
 
 
@@ -256,3 +258,34 @@ def test_a_second_process_on_the_same_embedded_store_is_told_it_is_locked(
     make_store(tmp_path / "locked").ensure_collection(SPEC)
     with pytest.raises(StoreLockedError, match="in use by another Enclave process"):
         make_store(tmp_path / "locked")
+
+
+def test_export_yields_every_point_with_its_vectors(store: VectorStore) -> None:
+    points = corpus()
+    store.upsert(points)
+    exported = [p for page in store.export(batch_size=3) for p in page]
+    assert len(exported) == len(points)
+    by_id = {p.chunk.id: p for p in exported}
+    for original in points:
+        got = by_id[original.chunk.id]
+        assert got.chunk == original.chunk
+        assert got.sparse.indices == original.sparse.indices
+        assert got.sparse.values == pytest.approx(original.sparse.values)  # float32 in Edge
+        norm = sum(x * x for x in original.dense) ** 0.5  # cosine stores normalised vectors
+        assert got.dense == pytest.approx([x / norm for x in original.dense], abs=1e-6)
+
+
+def test_optimize_keeps_every_result_and_drop_empties_the_store(
+    make_store: StoreFactory, tmp_path: Path
+) -> None:
+    store = make_store(tmp_path / "opt")
+    store.ensure_collection(SPEC)
+    store.upsert(corpus())
+    before = [h.chunk.id for h in store.search(request("hybrid", ("everyone", "hr")))]
+    store.optimize()
+    store.optimize()  # nothing left to do: fine
+    assert [h.chunk.id for h in store.search(request("hybrid", ("everyone", "hr")))] == before
+    store.drop()
+    assert store.info().points == 0
+    store.ensure_collection(SPEC)  # can be created again, empty
+    assert store.count() == 0

@@ -55,7 +55,7 @@ def test_ingest_json_contract_exit_codes_and_docs_commands(kb: Path, tmp_path: P
     status = json.loads(run(["status", "--json"], data).stdout)
     assert status["documents"] == 2
     assert status["chunks"] == sum(d["chunks"] for d in docs)
-    assert status["engine"] == "qdrant-embedded"
+    assert status["engine"] == "qdrant-edge"
 
     doc = next(d for d in docs if d["source"].endswith("leave.md"))
     assert run(["docs", "delete", doc["doc_id"]], data).returncode == 0
@@ -140,16 +140,26 @@ def test_bad_search_input_is_one_line_and_exit_2(
     assert result.stdout == ""
 
 
-def test_a_store_held_by_another_process_gives_one_clear_line(kb: Path, tmp_path: Path) -> None:
+HOLDERS = {
+    "edge": "from qdrant_edge import EdgeShard; h = EdgeShard.load({path!r})",
+    "local": "from qdrant_client import QdrantClient; h = QdrantClient(path={path!r})",
+}
+
+
+@pytest.mark.parametrize("engine", sorted(HOLDERS))
+def test_a_store_held_by_another_process_gives_one_clear_line(
+    kb: Path, tmp_path: Path, engine: str
+) -> None:
     data = tmp_path / "data"
-    assert run(["ingest", str(kb)], data).returncode == 0
+    assert run(["ingest", str(kb)], data, ENCLAVE_STORE__ENGINE=engine).returncode == 0
+    path = data / "edge" / "enclave" if engine == "edge" else data / "qdrant"
     holder = subprocess.Popen(
         [
             sys.executable,
             "-c",
-            "import sys, time; from qdrant_client import QdrantClient; "
-            f"c = QdrantClient(path={str(data / 'qdrant')!r}); print('ready', flush=True); "
-            "time.sleep(60)",
+            "import time; "
+            + HOLDERS[engine].format(path=str(path))
+            + "; print('ready', flush=True); time.sleep(60)",
         ],
         stdout=subprocess.PIPE,
         text=True,
@@ -157,7 +167,7 @@ def test_a_store_held_by_another_process_gives_one_clear_line(kb: Path, tmp_path
     try:
         assert holder.stdout is not None
         assert holder.stdout.readline().strip() == "ready"
-        blocked = run(["ingest", str(kb), "--json"], data)
+        blocked = run(["ingest", str(kb), "--json"], data, ENCLAVE_STORE__ENGINE=engine)
     finally:
         holder.kill()
         holder.wait()

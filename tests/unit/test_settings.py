@@ -19,7 +19,10 @@ def test_nested_environment_variables_override_defaults(
     assert s.data_dir == tmp_path
     assert s.ingest.chunk_tokens == 120
     assert s.ingest.default_groups == ["staff", "hr"]
-    assert s.store_path == tmp_path / "qdrant"
+    assert s.store.engine == "edge"
+    assert s.store_path == tmp_path / "edge"
+    monkeypatch.setenv("ENCLAVE_STORE__ENGINE", "local")
+    assert Settings().store_path == tmp_path / "qdrant"
     assert s.database_url == f"sqlite:///{(tmp_path / 'enclave.db').resolve()}"
     assert "s3cret" not in repr(s)  # secrets never show up in logs or reprs
 
