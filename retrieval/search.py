@@ -127,6 +127,9 @@ class Retriever:
         if self._reranker is not None and hits:
             hits = self._reranker.rerank(text, hits)
         reranked = time.perf_counter()
+        # equal scores (the same text in several documents) in a fixed order, not the
+        # engine's storage order, so the kept duplicate does not depend on write history
+        hits = sorted(hits, key=lambda h: (-h.score, h.chunk.source, h.chunk.chunk_index))
         hits = dedupe(hits, s.dedupe_threshold)[:top_k]
         if expand:
             hits = self._with_neighbours(hits, expand, search_filter)
