@@ -176,8 +176,7 @@ class Ingestor:
         deleted): then every file is ingested again instead of skipped as unchanged."""
         if known and self._c.store.info().points == 0:
             logger.warning(
-                "the registry lists %d documents but collection %r is empty; "
-                "ingesting them again",
+                "the registry lists %d documents but collection %r is empty; ingesting them again",
                 len(known),
                 self._c.settings.store.collection,
             )

@@ -186,7 +186,11 @@ def test_optimize_builds_the_index_once_a_segment_is_large_and_results_stay_exac
     for start in range(0, len(points), 100):
         store.upsert(points[start : start + 100])
     query = SearchRequest(
-        "hybrid", 10, SearchFilter(groups=("everyone",)), points[5].dense, SparseVector((5,), (1.0,))
+        "hybrid",
+        10,
+        SearchFilter(groups=("everyone",)),
+        points[5].dense,
+        SparseVector((5,), (1.0,)),
     )
     before = [h.chunk.id for h in store.search(query)]
     unindexed = store.info().indexed_vectors
