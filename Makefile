@@ -97,7 +97,7 @@ bench: setup
 
 ## bench-search: search latency, throughput, memory and reopen time of both embedded engines
 ## (Qdrant Edge, qdrant-client local mode) at 10k and 100k chunks, and /v1/search end to end
-## at 100k, prints figures (~30 min on 2 cores; 1M takes another hour or so, and tens of GB:
+## at 100k, prints figures (~35 min on 2 cores; 1M takes another hour or so, and tens of GB:
 ## $(PY) bench/search.py --points 10000,100000,1000000 --engines edge --data-dir DIR)
 bench-search: setup
 	$(PY) bench/search.py

@@ -32,6 +32,7 @@ from backends.store_common import (
     KEYWORD_FIELDS,
     SPARSE,
     Clauses,
+    TranslateErrors,
     check_collection,
     collection_metadata,
     store_held,
@@ -356,23 +357,9 @@ class EdgeStore:
             return {}
         return data if isinstance(data, dict) else {}
 
-    def _errors(self, action: str) -> _TranslateErrors:
-        return _TranslateErrors(f"cannot {action} in {ENGINE} at {self._dir}")
-
-
-class _TranslateErrors:
-    """Turn qdrant-edge errors (plain ``Exception``) into ``StoreError``."""
-
-    def __init__(self, message: str) -> None:
-        self._message = message
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
-        if exc is None or isinstance(exc, StoreError) or not isinstance(exc, Exception):
-            return
-        raise StoreError(f"{self._message}: {exc}") from exc
+    def _errors(self, action: str) -> TranslateErrors:
+        # qdrant-edge raises plain Exception
+        return TranslateErrors(f"cannot {action} in {ENGINE} at {self._dir}", (Exception,))
 
 
 def _match(key: str, value: str) -> qe.FieldCondition:

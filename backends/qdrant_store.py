@@ -21,6 +21,7 @@ from backends.store_common import (
     KEYWORD_FIELDS,
     SPARSE,
     Clauses,
+    TranslateErrors,
     check_collection,
     collection_metadata,
     store_held,
@@ -39,6 +40,16 @@ from core.types import (
 
 logger = logging.getLogger(__name__)
 
+# what qdrant-client and its transports raise
+_ERRORS = (
+    UnexpectedResponse,
+    ResponseHandlingException,
+    ConnectionError,
+    TimeoutError,
+    OSError,
+    ValueError,
+    RuntimeError,
+)
 _DISTANCES = {
     "cosine": models.Distance.COSINE,
     "dot": models.Distance.DOT,
@@ -310,33 +321,8 @@ class QdrantStore:
         self._client.close()
 
     # -- helpers -----------------------------------------------------------------------
-    def _errors(self, action: str) -> _TranslateErrors:
-        return _TranslateErrors(f"cannot {action} in {self._engine} at {self._location}")
-
-
-class _TranslateErrors:
-    """Turn qdrant-client and transport errors into ``StoreError``."""
-
-    def __init__(self, message: str) -> None:
-        self._message = message
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
-        if exc is None or isinstance(exc, StoreError):
-            return
-        if isinstance(
-            exc,
-            UnexpectedResponse
-            | ResponseHandlingException
-            | ConnectionError
-            | TimeoutError
-            | OSError
-            | ValueError
-            | RuntimeError,
-        ):
-            raise StoreError(f"{self._message}: {exc}") from exc
+    def _errors(self, action: str) -> TranslateErrors:
+        return TranslateErrors(f"cannot {action} in {self._engine} at {self._location}", _ERRORS)
 
 
 def _match(key: str, value: str) -> models.FieldCondition:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from core.errors import CollectionMismatchError, StoreLockedError
+from core.errors import CollectionMismatchError, StoreError, StoreLockedError
 from core.types import CollectionSpec, SearchFilter
 
 DENSE = "dense"
@@ -101,3 +101,20 @@ class Clauses:
         if spec.modified_after is not None or spec.modified_before is not None:
             modified = (spec.modified_after, spec.modified_before)
         return cls(tuple(any_of), modified)
+
+
+class TranslateErrors:
+    """A context manager turning an engine's errors (``kinds``) into ``StoreError``
+    prefixed with ``message``; a ``StoreError`` passes through unchanged."""
+
+    def __init__(self, message: str, kinds: tuple[type[Exception], ...]) -> None:
+        self._message = message
+        self._kinds = kinds
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        if exc is None or isinstance(exc, StoreError) or not isinstance(exc, self._kinds):
+            return
+        raise StoreError(f"{self._message}: {exc}") from exc

@@ -9,18 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.data.make_files import BAD_FILES, sample_spec, write_docx, write_md
+from tests.data.make_files import BAD_FILES, sample_spec, write_md
 from tests.processes import ENCLAVE, env_for, run
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-
-@pytest.fixture
-def kb(tmp_path: Path) -> Path:
-    folder = tmp_path / "kb"
-    write_md(folder / "leave.md", sample_spec("leave"))
-    write_docx(folder / "security.docx", sample_spec("security"))
-    return folder
 
 
 def test_ingest_json_contract_exit_codes_and_docs_commands(kb: Path, tmp_path: Path) -> None:
@@ -207,7 +199,7 @@ def test_a_killed_ingest_rerun_equals_one_clean_run(tmp_path: Path) -> None:
     import sqlite3
     import time
 
-    from tests.data.make_files import SAMPLE_TOPICS, write_md, write_txt
+    from tests.data.make_files import SAMPLE_TOPICS, write_txt
 
     kb = tmp_path / "kb"
     for i in range(12):

@@ -13,20 +13,11 @@ import pytest
 
 from backends.edge_store import EdgeStore
 from core.types import SearchFilter
-from tests.data.make_files import sample_spec, write_docx, write_md
 from tests.processes import run
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 QUESTION = "How many days of annual leave do employees get?"
-
-
-@pytest.fixture
-def kb(tmp_path: Path) -> Path:
-    folder = tmp_path / "kb"
-    write_md(folder / "leave.md", sample_spec("leave"))
-    write_docx(folder / "security.docx", sample_spec("security"))
-    return folder
 
 
 def _status(data: Path, engine: str) -> dict[str, object]:
