@@ -70,9 +70,9 @@ def migrate(
     target.optimize()
     index_seconds = time.perf_counter() - index_started
     landed = target.count()
-    if landed != copied or copied != source.count():
+    if landed != copied or copied != info.points:
         raise StoreError(
             f"migration copied {copied} chunks but the target holds {landed} and the source "
-            f"{source.count()}; run again with --replace"
+            f"{info.points}; run again with --replace"
         )
     return MigrationReport(copied, time.perf_counter() - started, index_seconds)

@@ -445,10 +445,9 @@ def migrate(
         update={"url": url, "engine": to if to != "server" else settings.store.engine, "path": path}
     )
     target_settings = settings.model_copy(update={"store": store})
-    if _store_address(settings) == _store_address(target_settings):
-        raise InputError(
-            f"the configured store is already {_store_address(settings)}: nothing to migrate"
-        )
+    source_address = _store_address(settings)
+    if source_address == _store_address(target_settings):
+        raise InputError(f"the configured store is already {source_address}: nothing to migrate")
     source = build_store(settings)
     try:
         target = build_store(target_settings)
