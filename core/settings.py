@@ -243,6 +243,13 @@ class ModelSettings(BaseModel):
         description="The name clients use (`model` in requests, `/v1/models`).",
     )
     base_url: str = Field(description="The server's OpenAI API root, e.g. `http://vllm:8000/v1`.")
+    base_urls: list[str] = Field(
+        [],
+        description=(
+            "More roots of servers serving the same model (vLLM replicas): requests are "
+            "spread over `base_url` and these, and a server that is down is skipped."
+        ),
+    )
     served_name: str | None = Field(
         None, description="The model name the server knows (default: `name`)."
     )
@@ -354,6 +361,24 @@ class DatabaseSettings(BaseModel):
     )
 
 
+class QueueSettings(BaseModel):
+    """Ingestion on worker processes (`enclave worker`) through a Redis queue."""
+
+    url: SecretStr | None = Field(
+        None,
+        description=(
+            "Redis URL, e.g. `redis://redis:6379/0`: ingestion jobs are queued for workers. "
+            "Default: jobs run in-process."
+        ),
+    )
+    name: str = Field(
+        "enclave-ingest", pattern=r"^[A-Za-z0-9._-]{1,64}$", description="Name of the queue."
+    )
+    files_per_task: int = Field(
+        16, ge=1, le=10_000, description="Files per queued task (workers share a job by task)."
+    )
+
+
 class LogSettings(BaseModel):
     """Logging."""
 
@@ -384,6 +409,7 @@ class Settings(BaseSettings):
     llm: LLMSettings = Field(default_factory=LLMSettings)  # type: ignore[arg-type]
     api: ApiSettings = Field(default_factory=ApiSettings)  # type: ignore[arg-type]
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)  # type: ignore[arg-type]
+    queue: QueueSettings = Field(default_factory=QueueSettings)  # type: ignore[arg-type]
     log: LogSettings = Field(default_factory=LogSettings)  # type: ignore[arg-type]
 
     @property
