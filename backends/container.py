@@ -82,6 +82,7 @@ class Container:
                 ModelSettings(
                     name=name,
                     base_url=base_url,
+                    base_urls=[],
                     served_name=None,
                     context_window=llm.embedded_context_window,
                     role="small",

@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from backends.container import Container, build_container
 from backends.registry import RegisteredDocument
 from core.errors import ConfigError, EnclaveError, InputError, LLMUnavailableError, NotFoundError
+from core.logging import request_id_var
 from core.settings import Settings
 from core.types import Citation, Hit, Principal
 from ingest.pipeline import Ingestor, source_of, walk_files
@@ -47,7 +48,6 @@ from serving.web import (
     classify,
     error_body,
     install_error_handlers,
-    request_id_var,
     sse,
 )
 

@@ -500,7 +500,10 @@ def serve(
             host=host,
             port=port,
             log_level=settings.log.level.lower(),
-            access_log=settings.log.level == "DEBUG",
+            # no access log of uvicorn's: the API logs each request with its request id
+            access_log=False,
+            # uvicorn's own lines go through Enclave's handler (JSON when deployed)
+            log_config=None,
         )
     finally:
         container.close()

@@ -24,7 +24,6 @@ import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
-from contextvars import ContextVar
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -44,10 +43,10 @@ from core.errors import (
     NotFoundError,
     StoreError,
 )
+from core.logging import request_id_var
 
 logger = logging.getLogger(__name__)
 
-request_id_var: ContextVar[str] = ContextVar("request_id", default="")
 
 _STATUS: list[tuple[type[EnclaveError], int, str]] = [
     (InputError, 400, "invalid_request"),
@@ -164,7 +163,15 @@ class RequestContext:
             route = scope.get("route")
             path = getattr(route, "path", None) or "unmatched"
             self.metrics.requests.labels(path, scope.get("method", ""), str(status)).inc()
-            self.metrics.latency.labels(path).observe(time.perf_counter() - started)
+            elapsed = time.perf_counter() - started
+            self.metrics.latency.labels(path).observe(elapsed)
+            logger.info(
+                "%s %s %s %.0f ms",
+                scope.get("method", ""),
+                scope.get("path", ""),
+                status,
+                elapsed * 1000,
+            )
             request_id_var.reset(token)
 
 
