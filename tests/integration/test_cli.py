@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.data.make_files import BAD_FILES, sample_spec, write_md
-from tests.processes import ENCLAVE, env_for, run
+from tests.data.make_files import BAD_FILES
+from tests.processes import run
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -190,65 +190,3 @@ def test_demo_ingests_the_sample_knowledge_base_and_answers(tmp_path: Path) -> N
     assert demo.returncode == 0, demo.stderr
     assert "25 days" in demo.stdout
     assert "staff-handbook" in demo.stdout
-
-
-def test_a_killed_ingest_rerun_equals_one_clean_run(tmp_path: Path) -> None:
-    """SIGKILL a real `enclave ingest` part-way (after its first documents are recorded),
-    run it again, and compare everything a user can see with a clean run."""
-    import signal
-    import sqlite3
-    import time
-
-    from tests.data.make_files import SAMPLE_TOPICS, write_txt
-
-    kb = tmp_path / "kb"
-    for i in range(12):
-        spec = sample_spec(SAMPLE_TOPICS[i % len(SAMPLE_TOPICS)])
-        writer = write_md if i % 2 else write_txt
-        writer(kb / f"doc{i:02d}{'.md' if i % 2 else '.txt'}", spec)
-    small_writes = {"ENCLAVE_EMBEDDER__BATCH_SIZE": "1"}
-
-    killed = tmp_path / "killed"
-    env = env_for(killed, **small_writes)
-    proc = subprocess.Popen(
-        [*ENCLAVE, "ingest", str(kb), "--json"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    db = killed / "enclave.db"
-    deadline = time.monotonic() + 300
-    recorded = 0
-    while time.monotonic() < deadline and proc.poll() is None:
-        if db.exists():
-            with sqlite3.connect(db) as conn:
-                try:
-                    recorded = conn.execute("select count(*) from documents").fetchone()[0]
-                except sqlite3.OperationalError:
-                    recorded = 0
-            if recorded >= 2:
-                break
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert 2 <= recorded < 12, f"the kill did not land mid-run ({recorded} recorded)"
-
-    rerun = run(["ingest", str(kb), "--json"], killed, **small_writes)
-    assert rerun.returncode == 0, rerun.stderr
-    assert json.loads(rerun.stdout)["unchanged"] >= 2
-    clean = tmp_path / "clean"
-    assert run(["ingest", str(kb), "--json"], clean).returncode == 0
-
-    def observable(data_dir: Path) -> object:
-        docs = json.loads(run(["docs", "list", "--json"], data_dir).stdout)
-        status = json.loads(run(["status", "--json"], data_dir).stdout)
-        hits = json.loads(
-            run(["search", "annual leave carry over", "--json", "--top-k", "50"], data_dir).stdout
-        )
-        return (
-            sorted((d["source"], d["chunks"], d["groups"]) for d in docs),
-            (status["documents"], status["chunks"]),
-            sorted((h["source"], h["text"]) for h in hits),
-        )
-
-    assert observable(killed) == observable(clean)
