@@ -6,7 +6,10 @@ through the ``Annotated`` aliases below. Every route but ``/healthz`` and
 access scope of every retrieval it makes, and its role (``admin``/``user``)
 decides the document, ingestion, usage, quality and metrics endpoints. Conversations
 belong to the key that started them. Errors leave as one JSON body
-(``serving/web.py``); a failure mid-stream is an SSE ``error`` event.
+(``serving/web.py``); a failure mid-stream is an SSE ``error`` event. The OpenAPI schema
+says all of it: the bearer key, every status a route answers (``errors``), the SSE events;
+request bodies are validated strictly against it (``tests/reliability`` fuzzes the API
+from it).
 """
 
 from __future__ import annotations
@@ -25,8 +28,9 @@ from typing import Annotated, Any, Literal, TypeVar
 from fastapi import Depends, FastAPI, File, Form, Query, Request, Response, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, StreamingResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from backends.container import Container, build_container
 from backends.registry import RegisteredDocument
@@ -60,18 +64,21 @@ MAX_QUESTION_SCHEMA = 100_000  # hard schema cap; the configured limit is checke
 
 
 # -- schemas -------------------------------------------------------------------------------
+# Request bodies are strict: a value the schema does not allow (`"stream": 0`, `"top_k": "5"`)
+# is a 422, not coerced. JSON Schema's integer includes 5.0, so that one is taken as 5.
 Filters = dict[str, str | list[str]]
+WHOLE = BeforeValidator(lambda v: int(v) if isinstance(v, float) and v.is_integer() else v)
 
 
 class AskRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     question: str = Field(min_length=1, max_length=MAX_QUESTION_SCHEMA)
     conversation_id: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]{1,64}$")
     model: str | None = Field(None, description="A model from GET /v1/models (default: routed).")
     filters: Filters | None = Field(
         None, description="source, tag, mime_type, doc_id, modified_after, modified_before."
     )
-    top_k: int | None = Field(None, ge=1, le=50)
+    top_k: Annotated[int, Field(ge=1, le=50), WHOLE] | None = None
     stream: bool = Field(False, description="Server-sent events instead of one JSON body.")
 
 
@@ -93,9 +100,9 @@ class AskResponse(BaseModel):
 
 
 class SearchRequestBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     query: str = Field(min_length=1, max_length=MAX_QUESTION_SCHEMA)
-    top_k: int | None = Field(None, ge=1, le=100)
+    top_k: Annotated[int, Field(ge=1, le=100), WHOLE] | None = None
     mode: Literal["dense", "sparse", "hybrid"] | None = None
     filters: Filters | None = None
 
@@ -105,7 +112,7 @@ class SearchResponse(BaseModel):
 
 
 class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[dict[str, Any]] | None = None
 
@@ -116,21 +123,21 @@ class ChatMessage(BaseModel):
 
 
 class ChatRequest(BaseModel):
-    model_config = ConfigDict(extra="allow")  # OpenAI clients send many optional fields
+    model_config = ConfigDict(extra="allow", strict=True)  # OpenAI clients send many fields
     model: str = Field(AUTO_MODEL, description=f"A model from /v1/models; `{AUTO_MODEL}` routes.")
     messages: list[ChatMessage] = Field(min_length=1)
     stream: bool = False
 
 
 class FeedbackRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     answer_id: str = Field(min_length=1, max_length=64)
     rating: Literal["up", "down"]
     comment: str = Field("", max_length=4000)
 
 
 class IngestRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     path: str = Field(
         min_length=1,
         max_length=4096,
@@ -140,6 +147,71 @@ class IngestRequest(BaseModel):
         None, description="Groups of the documents (default: folder groups, default groups)."
     )
     tags: list[str] | None = None
+
+
+class Readiness(BaseModel):
+    status: Literal["ready", "unavailable"]
+    checks: dict[str, str] = Field(description="`ok`, or why the store / the LLM is not ready.")
+
+
+class ErrorDetail(BaseModel):
+    type: str = Field(
+        description="invalid_request, unauthorized, forbidden, not_found, rate_limited, "
+        "llm_error, llm_unavailable, unavailable or internal_error."
+    )
+    message: str
+    request_id: str = Field(description="Also the `X-Request-ID` response header.")
+
+
+class ErrorBody(BaseModel):
+    """The body of every error (``serving/web.py``)."""
+
+    error: ErrorDetail
+
+
+_ERRORS = {  # the error statuses routes document, all with an ErrorBody
+    400: "A rule the schema cannot express: e.g. a question over the configured length, an "
+    "unknown model or filter field, a path outside the ingest roots; or a body that is not "
+    "UTF-8.",
+    401: "No API key, or an invalid or revoked one.",
+    403: "The endpoint needs an admin API key.",
+    404: "No such resource that this key may read.",
+    422: "The request does not match this schema.",
+    429: "Too many requests for this API key.",
+    502: "The LLM refused the request (llm_error).",
+    503: "The LLM (llm_unavailable), or the store or database (unavailable), cannot be reached.",
+}
+_ERROR_HEADERS = {
+    401: {"WWW-Authenticate": {"schema": {"type": "string"}}},
+    429: {"Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}}},
+}
+
+
+def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for these error statuses, and for the 401, 429 and 503 that
+    every route with a key may answer (the key is checked in the database)."""
+    return {
+        status: {
+            "model": ErrorBody,
+            "description": _ERRORS[status],
+            **({"headers": _ERROR_HEADERS[status]} if status in _ERROR_HEADERS else {}),
+        }
+        for status in sorted({401, 429, 503, *statuses})
+    }
+
+
+def _or_stream(description: str, events: list[str], named: bool) -> dict[int | str, Any]:
+    """The 200 of an answer route: JSON, or with ``stream`` server-sent events (OpenAPI 3.1:
+    the schema of one event) named ``events`` (every event ``named``, or only those)."""
+    event = {
+        "type": "object",
+        "properties": {
+            "event": {"type": "string", "enum": events},
+            "data": {"type": "string"},
+        },
+        "required": ["event", "data"] if named else ["data"],
+    }
+    return {200: {"description": description, "content": {"text/event-stream": {"schema": event}}}}
 
 
 # -- services ------------------------------------------------------------------------------
@@ -195,10 +267,16 @@ def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-def authenticate(request: Request, services: ServicesDep) -> ApiKey:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+BEARER = HTTPBearer(auto_error=False, description="An API key (`enclave keys create`).")
+"""Reads ``Authorization: Bearer <key>``, and documents it in the OpenAPI schema."""
+
+
+def authenticate(
+    services: ServicesDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)],
+) -> ApiKey:
+    token = credentials.credentials.strip() if credentials else ""
+    if not token:
         raise ApiError(
             401,
             "unauthorized",
@@ -206,7 +284,7 @@ def authenticate(request: Request, services: ServicesDep) -> ApiKey:
             "`enclave keys create`)",
             {"WWW-Authenticate": "Bearer"},
         )
-    key = services.db.authenticate(token.strip())
+    key = services.db.authenticate(token)
     if key is None:
         raise ApiError(
             401,
@@ -389,7 +467,11 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         own = container is None and services is None
-        c = services.container if services else (container or build_container(settings))
+        c = (  # a store held by another process: 503 on store routes until it is free
+            services.container
+            if services
+            else (container or build_container(settings, wait_for_store=True))
+        )
         try:
             ready = (
                 services
@@ -425,7 +507,12 @@ def create_app(
         """Liveness: the process answers."""
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["health"])
+    @app.get(
+        "/readyz",
+        tags=["health"],
+        response_model=Readiness,
+        responses={503: {"model": Readiness, "description": "Not ready: `checks` says why."}},
+    )
     def readyz(services: ServicesDep, response: Response) -> dict[str, Any]:
         """Readiness: the store and the default LLM are reachable."""
         checks: dict[str, str] = {}
@@ -444,18 +531,41 @@ def create_app(
         response.status_code = 200 if ready else 503
         return {"status": "ready" if ready else "unavailable", "checks": checks}
 
-    @app.get("/metrics", tags=["health"], response_class=Response)
+    @app.get(
+        "/metrics",
+        tags=["health"],
+        response_class=Response,
+        responses={
+            200: {
+                "description": "Prometheus text format.",
+                "content": {"text/plain": {"schema": {"type": "string"}}},
+            },
+            **errors(403),
+        },
+    )
     def metrics(services: ServicesDep, _key: AdminDep) -> Response:
         """Prometheus metrics (admin key)."""
         return Response(generate_latest(services.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/v1/me", tags=["account"])
+    @app.get("/v1/me", tags=["account"], responses=errors())
     def me(key: KeyDep) -> dict[str, Any]:
         """The calling key: id, name, role and groups."""
         return {"key_id": key.id, "name": key.name, "role": key.role, "groups": list(key.groups)}
 
     # -- answers -------------------------------------------------------------------------------
-    @app.post("/v1/ask", tags=["answers"], response_model=AskResponse)
+    @app.post(
+        "/v1/ask",
+        tags=["answers"],
+        response_model=AskResponse,
+        responses={
+            **_or_stream(
+                "The answer; with `stream`, server-sent events (each `data` is JSON).",
+                ["retrieval", "token", "citations", "done", "error"],
+                named=True,
+            ),
+            **errors(400, 404, 422, 502),
+        },
+    )
     async def ask(body: AskRequest, services: ServicesDep, key: KeyDep) -> Any:
         """A grounded answer with citations; with ``stream``, server-sent events
         ``retrieval``, ``token``..., ``citations``, ``done`` (or ``error``)."""
@@ -506,7 +616,9 @@ def create_app(
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
 
-    @app.post("/v1/search", tags=["answers"], response_model=SearchResponse)
+    @app.post(
+        "/v1/search", tags=["answers"], response_model=SearchResponse, responses=errors(400, 422)
+    )
     def search(body: SearchRequestBody, services: ServicesDep, key: KeyDep) -> Any:
         """The best passages for a query (no LLM), within the key's groups."""
         started = time.perf_counter()
@@ -537,7 +649,7 @@ def create_app(
         return {"hits": [hit_json(h) for h in hits]}
 
     # -- OpenAI-compatible ------------------------------------------------------------------------
-    @app.get("/v1/models", tags=["openai"])
+    @app.get("/v1/models", tags=["openai"], responses=errors())
     def models(services: ServicesDep, _key: KeyDep) -> dict[str, Any]:
         """The models a request may name (OpenAI format); `enclave` lets the router choose."""
         names = [AUTO_MODEL, *services.answerer.router.names]
@@ -548,7 +660,19 @@ def create_app(
             ],
         }
 
-    @app.post("/v1/chat/completions", tags=["openai"])
+    @app.post(
+        "/v1/chat/completions",
+        tags=["openai"],
+        responses={
+            **_or_stream(
+                "A chat completion; with `stream`, `chat.completion.chunk` events, then "
+                "`[DONE]` (a failure: an `error` event).",
+                ["error"],
+                named=False,
+            ),
+            **errors(400, 422, 502),
+        },
+    )
     async def chat_completions(body: ChatRequest, services: ServicesDep, key: KeyDep) -> Any:
         """OpenAI-compatible chat: the last user message is the question, earlier turns the
         conversation. Answers are grounded in the key's documents; citations and passages
@@ -638,7 +762,7 @@ def create_app(
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
 
-    @app.post("/v1/feedback", tags=["answers"])
+    @app.post("/v1/feedback", tags=["answers"], responses=errors(400, 404, 422))
     def feedback(body: FeedbackRequest, services: ServicesDep, key: KeyDep) -> dict[str, str]:
         """Thumbs up/down (and a comment) on an answer this key received."""
         services.db.add_feedback(
@@ -651,12 +775,16 @@ def create_app(
         return {"status": "recorded"}
 
     # -- conversations (the key's own) ------------------------------------------------------------
-    @app.get("/v1/conversations", tags=["conversations"])
+    @app.get("/v1/conversations", tags=["conversations"], responses=errors())
     def list_conversations(services: ServicesDep, key: KeyDep) -> dict[str, Any]:
         """The key's conversations (latest 100), most recently updated first."""
         return {"conversations": services.db.list_conversations(key.id)}
 
-    @app.get("/v1/conversations/{conversation_id}", tags=["conversations"])
+    @app.get(
+        "/v1/conversations/{conversation_id}",
+        tags=["conversations"],
+        responses=errors(400, 404, 422),
+    )
     def get_conversation(
         conversation_id: str, services: ServicesDep, key: KeyDep
     ) -> dict[str, Any]:
@@ -664,7 +792,11 @@ def create_app(
         turns = services.db.conversation_turns(conversation_id, key.id)
         return {"conversation_id": conversation_id, "turns": turns}
 
-    @app.delete("/v1/conversations/{conversation_id}", tags=["conversations"])
+    @app.delete(
+        "/v1/conversations/{conversation_id}",
+        tags=["conversations"],
+        responses=errors(400, 404, 422),
+    )
     def delete_conversation(
         conversation_id: str, services: ServicesDep, key: KeyDep
     ) -> dict[str, str]:
@@ -673,7 +805,7 @@ def create_app(
         return {"status": "deleted", "conversation_id": conversation_id}
 
     # -- sources (any key, within its groups) -------------------------------------------------------
-    @app.get("/v1/sources/{doc_id}", tags=["documents"])
+    @app.get("/v1/sources/{doc_id}", tags=["documents"], responses=errors(404, 422))
     def source(doc_id: str, services: ServicesDep, key: KeyDep) -> dict[str, Any]:
         """A document the key may read: metadata and its chunks (to show a cited passage)."""
         record = _readable(services, key.principal, doc_id)
@@ -686,7 +818,12 @@ def create_app(
             ],
         }
 
-    @app.get("/v1/sources/{doc_id}/file", tags=["documents"], response_class=FileResponse)
+    @app.get(
+        "/v1/sources/{doc_id}/file",
+        tags=["documents"],
+        response_class=FileResponse,
+        responses=errors(404, 422),
+    )
     def source_file(doc_id: str, services: ServicesDep, key: KeyDep) -> FileResponse:
         """Download the original file of a document the key may read."""
         record = _readable(services, key.principal, doc_id)
@@ -699,28 +836,28 @@ def create_app(
         return FileResponse(path, media_type=record.document.mime_type, filename=path.name)
 
     # -- documents and jobs (admin) -----------------------------------------------------------------
-    @app.get("/v1/documents", tags=["documents"])
+    @app.get("/v1/documents", tags=["documents"], responses=errors(403))
     def list_documents(services: ServicesDep, _key: AdminDep) -> dict[str, Any]:
         """Every ingested document."""
         return {"documents": [r.as_dict() for r in services.container.registry.all()]}
 
-    @app.get("/v1/documents/{doc_id}", tags=["documents"])
+    @app.get("/v1/documents/{doc_id}", tags=["documents"], responses=errors(403, 404, 422))
     def get_document(doc_id: str, services: ServicesDep, _key: AdminDep) -> dict[str, Any]:
         """One ingested document."""
         return _registered(services, doc_id).as_dict()
 
-    @app.delete("/v1/documents/{doc_id}", tags=["documents"])
+    @app.delete("/v1/documents/{doc_id}", tags=["documents"], responses=errors(403, 404, 422))
     def delete_document(doc_id: str, services: ServicesDep, _key: AdminDep) -> dict[str, str]:
         """Remove a document and its chunks."""
         _registered(services, doc_id)
         services.ingestor.delete(doc_id)
         return {"status": "deleted", "doc_id": doc_id}
 
-    @app.post("/v1/documents", tags=["documents"], status_code=202)
+    @app.post("/v1/documents", tags=["documents"], status_code=202, responses=errors(400, 403, 422))
     def upload_documents(
         services: ServicesDep,
         key: AdminDep,
-        files: Annotated[list[UploadFile], File(description="The files to ingest.")],
+        files: Annotated[list[UploadFile], File(description="The files to ingest.", min_length=1)],
         groups: Annotated[str | None, Form(description="Comma-separated groups.")] = None,
         tags: Annotated[str | None, Form(description="Comma-separated tags.")] = None,
     ) -> dict[str, Any]:
@@ -755,7 +892,7 @@ def create_app(
         services.jobs.submit(_run_job, services, job_id, saved, group_list, tag_list, rejected)
         return {"job_id": job_id, "status": "queued", "files": len(files)}
 
-    @app.post("/v1/ingest", tags=["documents"], status_code=202)
+    @app.post("/v1/ingest", tags=["documents"], status_code=202, responses=errors(400, 403, 422))
     def ingest_path(body: IngestRequest, services: ServicesDep, key: AdminDep) -> dict[str, Any]:
         """Ingest a file or folder on the server (inside ENCLAVE_API__INGEST_ROOTS) as a job;
         poll ``GET /v1/jobs/{id}``. Like ``enclave ingest``: unchanged files are skipped,
@@ -767,18 +904,18 @@ def create_app(
         services.jobs.submit(_run_folder_job, services, job_id, target, groups, tags)
         return {"job_id": job_id, "status": "queued"}
 
-    @app.get("/v1/jobs/{job_id}", tags=["documents"])
+    @app.get("/v1/jobs/{job_id}", tags=["documents"], responses=errors(403, 404, 422))
     def get_job(job_id: str, services: ServicesDep, _key: AdminDep) -> dict[str, Any]:
         """An ingestion job: status, progress and per-file results."""
         return _job_json(services.db.get_job(job_id))
 
-    @app.get("/v1/jobs", tags=["documents"])
+    @app.get("/v1/jobs", tags=["documents"], responses=errors(403))
     def list_jobs(services: ServicesDep, _key: AdminDep) -> dict[str, Any]:
         """Recent ingestion jobs, newest first."""
         return {"jobs": [_job_json(j) for j in services.db.list_jobs()]}
 
     # -- usage and quality (admin) --------------------------------------------------------------------
-    @app.get("/v1/usage", tags=["admin"])
+    @app.get("/v1/usage", tags=["admin"], responses=errors(400, 403, 422))
     def usage(
         services: ServicesDep,
         _key: AdminDep,
@@ -798,7 +935,7 @@ def create_app(
 
         return usage_report(rows, days, now, lookup)
 
-    @app.get("/v1/quality", tags=["admin"])
+    @app.get("/v1/quality", tags=["admin"], responses=errors(403))
     def quality(services: ServicesDep, _key: AdminDep) -> dict[str, Any]:
         """The latest evaluation records (``enclave eval retrieval`` / ``eval answers``), or
         null for a kind never run on this server's data dir."""

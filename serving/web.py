@@ -7,6 +7,7 @@ the status code chosen here, in one place:
     (no or wrong API key)      401 unauthorized
     AccessDeniedError          403 forbidden
     NotFoundError              404 not_found
+    (method not allowed)       405 method_not_allowed + Allow (every method of the path)
     (request schema)           422 invalid_request
     (rate limit)               429 rate_limited   + Retry-After
     ModelError                 502 llm_error
@@ -31,6 +32,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from core.errors import (
     AccessDeniedError,
@@ -109,13 +111,14 @@ def install_error_handlers(app: FastAPI) -> None:
         message = "invalid request: " + "; ".join(problems)
         return JSONResponse(error_body("invalid_request", message), status_code=422)
 
-    async def on_http(_request: Request, exc: Exception) -> JSONResponse:
+    async def on_http(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
         type_ = _HTTP_TYPES.get(exc.status_code, "invalid_request")
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:  # Starlette names one route's methods; a path may have more
+            headers["Allow"] = ", ".join(allowed_methods(request))
         return JSONResponse(
-            error_body(type_, str(exc.detail)),
-            status_code=exc.status_code,
-            headers=getattr(exc, "headers", None),
+            error_body(type_, str(exc.detail)), status_code=exc.status_code, headers=headers
         )
 
     app.add_exception_handler(RequestValidationError, on_validation)
@@ -123,6 +126,15 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(EnclaveError, on_error)
     app.add_exception_handler(ApiError, on_error)
     app.add_exception_handler(Exception, on_error)
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """The methods of every route at the request's path (a 405's ``Allow`` header)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if route.matches(request.scope)[0] != Match.NONE:
+            methods |= getattr(route, "methods", None) or set()
+    return sorted(methods)
 
 
 Scope = MutableMapping[str, Any]

@@ -606,6 +606,8 @@ def test_the_embedded_llm_is_restarted_when_it_dies(api: Api) -> None:
         time.sleep(0.5)
     assert server.restarts >= 1
     assert server.pid not in (None, pid)
+    while time.monotonic() < deadline and api.client(api.staff).get("/readyz").status_code != 200:
+        time.sleep(0.5)  # the new process loads its model before it listens
     response = api.client(api.staff).post("/v1/ask", json={"question": "How many leave days?"})
     assert response.status_code == 200, response.text
 
