@@ -3,7 +3,8 @@
 The order of an answer:
 
 1. validate the question; with conversation history, have the small model rewrite
-   the follow-up into a standalone query (fallback: previous question + follow-up);
+   the follow-up into a standalone query (fallback: previous question + follow-up,
+   also when the small model is down or refuses, so a working large model still answers);
 2. route: the requested model if the settings allow it, else a ``large`` model for
    complex questions (long, multi-part, follow-ups) and a ``small`` one otherwise;
 3. retrieve under the caller's access scope. Nothing above the relevance floor:
@@ -26,7 +27,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from backends.generators import estimate_tokens
-from core.errors import InputError
+from core.errors import InputError, LLMUnavailableError, ModelError
 from core.protocols import Generator
 from core.redact import redact
 from core.settings import LLMSettings
@@ -351,7 +352,11 @@ class Answerer:
             {"role": "system", "content": REWRITE_PROMPT},
             {"role": "user", "content": prompt},
         ]
-        rewritten = complete(self.router.small(), messages, 64).strip().splitlines()
+        try:
+            rewritten = complete(self.router.small(), messages, 64).strip().splitlines()
+        except (LLMUnavailableError, ModelError) as exc:  # the answering model may still work
+            logger.warning("follow-up rewrite failed (%s); using the fallback", exc)
+            return fallback
         query = rewritten[0].strip().strip('"').strip() if rewritten else ""
         query = re.sub(r"^(standalone query|query)\s*:\s*", "", query, flags=re.IGNORECASE)
         if len(query) < 3 or len(query) > _MAX_REWRITE_CHARS:

@@ -21,6 +21,7 @@ from core.errors import ConfigError, LLMUnavailableError, ModelError
 from core.settings import LLMSettings, ModelSettings
 from core.types import Usage
 from serving.answering import complete
+from tests.processes import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -99,6 +100,25 @@ def test_an_unreachable_server_is_llm_unavailable_after_retries() -> None:
             list(gen.stream(QUESTION, max_tokens=8))
         with pytest.raises(LLMUnavailableError, match="cannot be reached"):
             gen.check()
+
+
+def test_a_replica_that_is_down_is_passed_over_for_the_real_server(
+    server: EmbeddedLlamaServer,
+) -> None:
+    dead = f"http://127.0.0.1:{free_port()}/v1"
+    model = ModelSettings(  # type: ignore[call-arg]
+        name="smollm2-135m-instruct",
+        base_url=dead,
+        base_urls=[server.base_url],
+        context_window=1024,
+    )
+    with OpenAICompatibleGenerator(model, LLMSettings(retries=0)) as gen:
+        gen.check()  # one server answers: ready, and the dead one is noted
+        assert gen.down() == [dead]
+        for _ in range(2):  # the dead one's turn comes, and is passed over
+            *texts, usage = gen.stream(QUESTION, max_tokens=8, temperature=0.0)
+            assert "".join(str(t) for t in texts).strip()
+            assert isinstance(usage, Usage)
 
 
 def test_stop_ends_the_server_process(tmp_path: Path) -> None:
