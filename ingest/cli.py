@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -21,13 +21,20 @@ from rich.table import Table
 
 from backends.container import Container
 from core.errors import InputError, NotFoundError
+from core.settings import Settings
 from ingest.pipeline import Ingestor, IngestReport, doc_id_for, source_of
+
+if TYPE_CHECKING:
+    from redis import Redis
 
 EXIT_SOME_FAILED = 1
 """``enclave ingest`` exit code when the job finished but some files failed."""
+EXIT_INTERRUPTED = 130
+TASK_TIMEOUT_S = 3600  # ingest.queue.TASK_TIMEOUT_S (not imported: rq loads only when queued)
 
 docs_app = typer.Typer(help="List and delete ingested documents.", no_args_is_help=True)
 ContainerFactory = Callable[[], Container]
+SettingsFactory = Callable[[], Settings]
 
 
 class RichProgress:
@@ -87,6 +94,79 @@ def run_ingest(
     return report
 
 
+def run_queued(
+    settings: Settings,
+    paths: list[str],
+    groups: str | None,
+    tags: list[str],
+    *,
+    dry_run: bool,
+    as_json: bool,
+    no_wait: bool,
+    task_timeout_s: int,
+) -> IngestReport | None:
+    """``enclave ingest`` with ENCLAVE_QUEUE__URL: plan here, enqueue tasks for
+    ``enclave worker`` processes, then wait and print the report (None with
+    ``no_wait``: the job id is printed instead)."""
+    from ingest import queue
+
+    group_list = split_groups(groups)
+    connection = queue.connect(settings)
+    if dry_run:
+        report = queue.dry_run(settings, connection, paths, group_list, tags)
+        _print(report.as_dict(), report, as_json)
+        return report
+    submitted = queue.submit(
+        settings, connection, paths, group_list, tags, task_timeout_s=task_timeout_s
+    )
+    if no_wait:
+        if as_json:
+            row = {"job_id": submitted.job_id, "files": submitted.files, "tasks": submitted.tasks}
+            typer.echo(json.dumps(row))
+        else:
+            typer.echo(submitted.job_id)
+        return None
+    typer.echo(
+        f"job {submitted.job_id}: {submitted.files} files to process in {submitted.tasks} "
+        f"tasks on queue {settings.queue.name}",
+        err=True,
+    )
+    return wait_queued(settings, connection, submitted.job_id, as_json)
+
+
+def wait_queued(settings: Settings, connection: Redis, job_id: str, as_json: bool) -> IngestReport:
+    """Wait for a queued job with a progress bar on stderr; print its report; return it.
+    A job-level error (the store or the model failed) is raised after the report."""
+    from ingest import queue
+
+    console = Console(stderr=True)
+    try:
+        with RichProgress(console) as progress:
+            outcome = queue.wait(
+                settings,
+                connection,
+                job_id,
+                progress=progress,
+                on_note=lambda note: console.print(note, highlight=False),
+            )
+    except KeyboardInterrupt:
+        typer.echo(
+            f"stopped waiting; the job goes on in the workers (`enclave job {job_id}`)", err=True
+        )
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    _print(outcome.as_dict(), outcome.report, as_json)
+    if outcome.error:
+        raise queue.QueueError(f"ingestion job {job_id} could not finish: {outcome.error}")
+    return outcome.report
+
+
+def _print(row: dict[str, object], report: IngestReport, as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(row, ensure_ascii=False))
+    else:
+        _print_report(report)
+
+
 def split_groups(groups: str | None) -> list[str] | None:
     """``--groups a,b`` as a list; ``None`` when the option was not given."""
     if groups is None:
@@ -112,8 +192,13 @@ def _print_report(report: IngestReport) -> None:
         out.print(table)
 
 
-def register(app: typer.Typer, container_factory: ContainerFactory) -> None:
-    """Add ``ingest`` and ``docs`` to the root app."""
+def register(
+    app: typer.Typer,
+    container_factory: ContainerFactory,
+    settings_factory: SettingsFactory | None = None,
+) -> None:
+    """Add ``ingest``, ``job`` and ``docs`` to the root app (``ingest`` uses the queue
+    when ``settings_factory`` gives settings with ENCLAVE_QUEUE__URL)."""
 
     @app.command("ingest")
     def ingest(
@@ -129,17 +214,88 @@ def register(app: typer.Typer, container_factory: ContainerFactory) -> None:
             bool, typer.Option("--dry-run", help="Report what would change; write nothing.")
         ] = False,
         as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+        no_wait: Annotated[
+            bool,
+            typer.Option(
+                "--no-wait",
+                help="With the queue (ENCLAVE_QUEUE__URL): print the job id and return; "
+                "`enclave job ID` shows the job later.",
+            ),
+        ] = False,
+        task_timeout: Annotated[
+            int,
+            typer.Option(
+                "--task-timeout",
+                min=1,
+                help="With the queue: seconds one task (ENCLAVE_QUEUE__FILES_PER_TASK files) "
+                "may run; its unwritten files are reported as failed after that.",
+            ),
+        ] = TASK_TIMEOUT_S,
     ) -> None:
         """Ingest files and folders: new files added, changed ones replaced, removed ones deleted.
+
+        With ENCLAVE_QUEUE__URL set, the job is planned here and run by `enclave worker`
+        processes; the report and exit codes are the same.
 
         Exit code 0 when every file was ingested, 1 when some failed (listed in the report),
         2 when the job could not run.
         """
+        settings = settings_factory() if settings_factory is not None else None
+        if settings is not None and settings.queue.url is not None:
+            queued = run_queued(
+                settings,
+                paths,
+                groups,
+                tag or [],
+                dry_run=dry_run,
+                as_json=as_json,
+                no_wait=no_wait,
+                task_timeout_s=task_timeout,
+            )
+            if queued is not None and queued.failed:
+                raise typer.Exit(EXIT_SOME_FAILED)
+            return
+        if no_wait:
+            raise InputError("--no-wait needs the ingestion queue: set ENCLAVE_QUEUE__URL")
         container = container_factory()
         try:
             report = run_ingest(container, paths, groups, tag or [], dry_run, as_json)
         finally:
             container.close()
+        if report.failed:
+            raise typer.Exit(EXIT_SOME_FAILED)
+
+    @app.command("job")
+    def job(
+        job_id: Annotated[str, typer.Argument(help="The id `enclave ingest --no-wait` printed.")],
+        as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+        no_wait: Annotated[
+            bool, typer.Option("--no-wait", help="Show the progress now instead of waiting.")
+        ] = False,
+    ) -> None:
+        """Wait for a queued ingestion job (ENCLAVE_QUEUE__URL) and print its report, with
+        `enclave ingest`'s exit codes."""
+        from ingest import queue
+
+        if settings_factory is None:
+            raise InputError("`enclave job` needs the settings")
+        settings = settings_factory()
+        connection = queue.connect(settings)
+        if no_wait:
+            with queue.redis_errors(queue.queue_url(settings)):
+                state = queue.status(connection, settings.queue.name, job_id)
+            if state["status"] in ("done", "failed"):
+                outcome = queue.outcome(connection, settings.queue.name, job_id)
+                state = {**state, **outcome.as_dict(), "error": outcome.error}
+            if as_json:
+                typer.echo(json.dumps(state, ensure_ascii=False))
+            else:
+                typer.echo(
+                    f"{state['status']}: {state['done_files']} of {state['total_files']} files, "
+                    f"{state['chunks']} chunks"
+                )
+            return
+        report = wait_queued(settings, connection, job_id, as_json)
         if report.failed:
             raise typer.Exit(EXIT_SOME_FAILED)
 

@@ -23,7 +23,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -97,6 +97,26 @@ class _Parsed:
     error: str | None = None
 
 
+@dataclass(slots=True)
+class Plan:
+    """A job decided from the files and the registry alone, nothing written yet: what
+    :meth:`Ingestor.run` does, split into parts that queued tasks can do
+    (``ingest/queue.py``)."""
+
+    report: IngestReport  # unchanged files, and files that could not be read
+    files: list[_Planned]  # new and changed files: parse, chunk, embed, write
+    access: list[Document]  # same content, new groups or tags: a payload update only
+    deletions: list[str]  # doc ids of registered documents whose file is gone
+
+
+@dataclass(slots=True)
+class Prepared:
+    """Files parsed, chunked and embedded but not written (:meth:`Ingestor.prepare`)."""
+
+    items: list[_Parsed] = field(default_factory=list)
+    points: list[EmbeddedChunk] = field(default_factory=list)
+
+
 _DONE = object()
 _BATCHES_PER_WRITE = 4
 
@@ -119,7 +139,9 @@ def _hash_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _os_reason(exc: OSError) -> str:
+def _os_reason(exc: OSError, path: Path | None = None) -> str:
+    if path is not None and path.is_symlink() and not path.exists():
+        return "broken symbolic link (its target is missing, or links loop); fix or remove it"
     if isinstance(exc, FileNotFoundError):
         return "file disappeared during the run; it is removed on the next run if still gone"
     if isinstance(exc, PermissionError):
@@ -169,6 +191,108 @@ class Ingestor:
         logger.info("ingest finished: %s", report.as_dict())
         return report
 
+    def plan(
+        self,
+        paths: Sequence[str | Path],
+        *,
+        groups: Sequence[str] | None = None,
+        tags: Sequence[str] = (),
+        trust_registry: bool | None = None,
+    ) -> Plan:
+        """Decide a job without writing anything. ``trust_registry``: whether the
+        registry's hashes count (None: ask the store, as :meth:`run` does)."""
+        started = time.perf_counter()
+        report = IngestReport()
+        files, scopes = self._discover(paths, report)
+        known = {r.document.source: r for r in self._c.registry.all()}
+        if trust_registry is None:
+            trusted = self._trusted(known)
+        else:
+            trusted = known if trust_registry else {}
+        access: list[Document] = []
+        planned = self._plan(
+            files,
+            trusted,
+            _clean(groups) if groups else None,
+            _clean(tags),
+            report,
+            dry_run=True,
+            access=access,
+        )
+        deletions: list[str] = []
+        self._delete_missing(files, scopes, known, report, dry_run=True, gone=deletions)
+        report.stage_seconds["scan"] = time.perf_counter() - started
+        return Plan(report, planned, access, deletions)
+
+    def update_access(self, doc_id: str, groups: Sequence[str], tags: Sequence[str]) -> bool:
+        """Give a registered document new groups and tags (a payload update, no
+        re-embedding); False when it is no longer registered."""
+        previous = self._c.registry.get(doc_id)
+        if previous is None:
+            return False
+        self._c.store.set_access(doc_id, tuple(groups), tuple(tags))
+        kept = replace(previous.document, groups=tuple(groups), tags=tuple(tags))
+        self._c.registry.put(kept, previous.chunks)
+        return True
+
+    def prepare(
+        self,
+        files: Sequence[tuple[Path, Document, Literal["add", "update"]]],
+        report: IngestReport,
+        on_file: Callable[[int], None] | None = None,
+    ) -> Prepared:
+        """Parse, chunk and embed planned files without touching the store (the first
+        phase of a queued task); files that cannot be ingested go to ``report.failed``.
+        ``on_file`` receives each file's chunk count as it is parsed."""
+        embedder = self._c.embedder
+        chunker = Chunker(
+            embedder.count_tokens,
+            embedder.max_tokens,
+            self._settings.chunk_tokens,
+            self._settings.chunk_overlap,
+        )
+        prepared = Prepared()
+        started = time.perf_counter()
+        for path, document, kind in files:
+            item = self._parse_one(_Planned(path, document, kind), chunker)
+            if item.error is not None:
+                report.failed.append(Failure(document.source, item.error))
+            else:
+                prepared.items.append(item)
+            if on_file is not None:
+                on_file(len(item.chunks))
+        parsed = time.perf_counter()
+        chunks = [c for item in prepared.items for c in item.chunks]
+        step = self._c.settings.embedder.batch_size * _BATCHES_PER_WRITE
+        for start in range(0, len(chunks), step):
+            batch = chunks[start : start + step]
+            texts = [c.embedding_text for c in batch]
+            dense = embedder.embed_documents(texts)
+            sparse = self._c.sparse.encode_documents(texts)
+            prepared.points += [
+                EmbeddedChunk(c, d, s) for c, d, s in zip(batch, dense, sparse, strict=True)
+            ]
+        stages = report.stage_seconds
+        stages["parse_chunk"] = stages.get("parse_chunk", 0.0) + parsed - started
+        stages["embed"] = stages.get("embed", 0.0) + time.perf_counter() - parsed
+        return prepared
+
+    def commit(self, prepared: Prepared, report: IngestReport) -> None:
+        """Write prepared files (the second phase of a queued task) in :meth:`run`'s
+        crash-safe order: upsert their chunks, then per document delete other versions
+        and record it. Repeating a commit writes the same points again."""
+        if not prepared.items:
+            return
+        started = time.perf_counter()
+        self._c.store.ensure_collection(self._c.collection_spec())
+        step = self._c.settings.embedder.batch_size * _BATCHES_PER_WRITE
+        for start in range(0, len(prepared.points), step):
+            self._c.store.upsert(prepared.points[start : start + step])
+        for item in prepared.items:
+            self._finish(item, report)
+        stages = report.stage_seconds
+        stages["upsert"] = stages.get("upsert", 0.0) + time.perf_counter() - started
+
     # -- discovery and planning ----------------------------------------------------------
     def _trusted(self, known: dict[str, RegisteredDocument]) -> dict[str, RegisteredDocument]:
         """The registry, unless the store is empty while the registry is not (the engine
@@ -178,7 +302,7 @@ class Ingestor:
             logger.warning(
                 "the registry lists %d documents but collection %r is empty; ingesting them again",
                 len(known),
-                self._c.settings.store.collection,
+                self._c.collection,
             )
             return {}
         return known
@@ -215,6 +339,7 @@ class Ingestor:
         tags: tuple[str, ...],
         report: IngestReport,
         dry_run: bool,
+        access: list[Document] | None = None,
     ) -> list[_Planned]:
         limit = int(self._settings.max_file_mb * 1024 * 1024)
         planned: list[_Planned] = []
@@ -233,7 +358,7 @@ class Ingestor:
                 report.failed.append(Failure(source, str(exc)))
                 continue
             except OSError as exc:
-                report.failed.append(Failure(source, _os_reason(exc)))
+                report.failed.append(Failure(source, _os_reason(exc, path)))
                 continue
             previous = known.get(source)
             document = Document(
@@ -252,6 +377,9 @@ class Ingestor:
             elif previous.document.content_hash != content_hash:
                 planned.append(_Planned(path, document, "update"))
             elif (previous.document.groups, previous.document.tags) != (document.groups, tags):
+                if access is not None:  # for a queued task (``plan``)
+                    access.append(document)
+                    continue
                 report.updated += 1
                 if not dry_run:
                     self._c.store.set_access(document.doc_id, document.groups, tags)
@@ -276,12 +404,17 @@ class Ingestor:
         known: dict[str, RegisteredDocument],
         report: IngestReport,
         dry_run: bool,
+        gone: list[str] | None = None,
     ) -> None:
-        """Delete registered documents inside an ingested folder whose file is gone."""
+        """Delete registered documents inside an ingested folder whose file is gone
+        (with ``gone``: list their doc ids for a queued task instead)."""
         present = {source_of(f) for f in files}
         prefixes = tuple(source_of(scope).rstrip("/") + "/" for scope in scopes)
         for source, record in known.items():
             if source in present or not source.startswith(prefixes):
+                continue
+            if gone is not None:
+                gone.append(record.document.doc_id)
                 continue
             report.deleted += 1
             if not dry_run:
@@ -417,14 +550,16 @@ class Ingestor:
 
 
 def walk_files(folder: Path) -> Iterable[Path]:
-    """Regular files under ``folder``, sorted, skipping hidden files and folders."""
+    """Regular files under ``folder``, sorted, skipping hidden files and folders. Links to
+    files are followed, links to folders are not (no loops); pipes, sockets and devices
+    are skipped; a link that leads nowhere (broken, or a loop) is listed, to be reported."""
     for root, dirs, names in os.walk(folder):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(names):
             if name.startswith(".") or name.startswith("~$"):
                 continue
             path = Path(root) / name
-            if path.is_file():
+            if path.is_file() or (path.is_symlink() and not path.exists()):
                 yield path
 
 
