@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, cast
 
 from backends.registry import Registry
+from core.errors import StoreError, StoreLockedError
 from core.protocols import Embedder, Reranker, SparseEncoder, VectorStore
 from core.settings import Settings
 from core.types import CollectionSpec
@@ -14,6 +18,8 @@ from core.types import CollectionSpec
 if TYPE_CHECKING:
     from backends.generators import OpenAICompatibleGenerator
     from backends.llama_server import EmbeddedLlamaServer
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -24,6 +30,7 @@ class Container:
     store: VectorStore
     registry: Registry
     sparse: SparseEncoder
+    collection: str  # the physical collection behind settings.store.collection
     _embedder: Embedder | None = None
     _reranker: Reranker | None = None
     _generators: dict[str, OpenAICompatibleGenerator] | None = None
@@ -99,7 +106,7 @@ class Container:
     def collection_spec(self) -> CollectionSpec:
         embedder = self.embedder
         return CollectionSpec(
-            name=self.settings.store.collection,
+            name=self.collection,
             dense_dim=embedder.dimension,
             distance="cosine",
             embedder=embedder.name,
@@ -116,24 +123,27 @@ class Container:
         self.registry.close()
 
 
-def build_store(settings: Settings) -> VectorStore:
+def build_store(settings: Settings, collection: str | None = None) -> VectorStore:
     """The vector store the settings name: a Qdrant server by URL, else the embedded
     engine (Qdrant Edge, or qdrant-client's local mode)."""
     s = settings.store
+    name = collection or s.collection
     if not s.url and s.engine == "edge":
         from backends.edge_store import EdgeStore
 
-        return EdgeStore(s.collection, path=settings.store_path)  # thread-safe
+        return EdgeStore(name, path=settings.store_path)  # thread-safe
     from backends.qdrant_store import QdrantStore
 
     if s.url:
         return QdrantStore(
-            s.collection,
+            name,
             url=s.url,
             api_key=s.api_key.get_secret_value() if s.api_key else None,
             timeout_s=s.timeout_s,
+            shards=s.shards,
+            replication_factor=s.replication_factor,
         )
-    return cast(VectorStore, _Serialized(QdrantStore(s.collection, path=settings.store_path)))
+    return cast(VectorStore, _Serialized(QdrantStore(name, path=settings.store_path)))
 
 
 class _Serialized:
@@ -156,20 +166,79 @@ class _Serialized:
         return serialized
 
 
-def build_container(settings: Settings, embedder: Embedder | None = None) -> Container:
-    """Open the store and registry; ``embedder`` overrides the configured one (tests)."""
+class _WaitingStore:
+    """An embedded store another process holds: each call tries to open it (at most once
+    a second; in between the last ``StoreLockedError`` is raised again), and once it
+    opens, every call goes to it. Only ``enclave serve`` uses this, so that the API
+    starts, answers 503 on what needs the store, and recovers when the store is free."""
+
+    _RETRY_S = 1.0
+
+    def __init__(self, opener: Callable[[], VectorStore], error: StoreLockedError) -> None:
+        self._opener = opener
+        self._store: VectorStore | None = None
+        self._error = str(error)
+        self._retry_at = time.monotonic() + self._RETRY_S
+        self._closed = False
+        self._lock = threading.Lock()
+
+    def _open(self) -> VectorStore:
+        with self._lock:
+            if self._store is not None:
+                return self._store
+            if self._closed:
+                raise StoreError("the store is closed")
+            if time.monotonic() < self._retry_at:
+                raise StoreLockedError(self._error)
+            self._retry_at = time.monotonic() + self._RETRY_S
+            try:
+                self._store = self._opener()
+            except StoreLockedError as exc:
+                self._error = str(exc)
+                raise
+            logger.warning("the embedded store is free again: opened it")
+            return self._store
+
+    def __getattr__(self, name: str) -> object:
+        if name.startswith("_"):  # never the store's privates (nor ours before __init__)
+            raise AttributeError(name)
+        return getattr(self._open(), name)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            if self._store is not None:
+                self._store.close()
+
+
+def build_container(
+    settings: Settings, embedder: Embedder | None = None, *, wait_for_store: bool = False
+) -> Container:
+    """Open the store and registry; ``embedder`` overrides the configured one (tests).
+
+    With ``wait_for_store`` (``enclave serve``), an embedded store held by another
+    process is not an error here: the container's store raises ``StoreLockedError``
+    until the store is free, then opens it (see :class:`_WaitingStore`)."""
     from backends.sparse import Bm25Encoder
 
-    store = build_store(settings)
+    registry = Registry(settings.database_url)
+    collection = registry.active_collection(settings.store.collection)
     try:
-        registry = Registry(settings.database_url)
+        try:
+            store = build_store(settings, collection)
+        except StoreLockedError as exc:
+            if not wait_for_store:
+                raise
+            logger.warning("%s; waiting for it (store requests fail until then)", exc)
+            store = cast(VectorStore, _WaitingStore(lambda: build_store(settings, collection), exc))
     except Exception:
-        store.close()
+        registry.close()
         raise
     return Container(
         settings=settings,
         store=store,
         registry=registry,
         sparse=Bm25Encoder(settings.sparse),
+        collection=collection,
         _embedder=embedder,
     )

@@ -1,7 +1,9 @@
 """Copy a knowledge base's chunks, vectors included, from one vector store to another.
 
-Nothing is parsed or embedded again: points keep their ids, payloads and vectors, so
-the SQL registry stays valid for the target. The source is read, never changed.
+Nothing is parsed again: points keep their ids, payloads and sparse vectors, so the
+SQL registry stays valid for the target. The dense vectors are copied (``enclave
+migrate``) or computed again with another embedder (``enclave reindex``). The source
+is read, never changed.
 """
 
 from __future__ import annotations
@@ -11,8 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from core.errors import InputError, StoreError
-from core.protocols import VectorStore
-from core.types import CollectionSpec
+from core.protocols import Embedder, VectorStore
+from core.types import CollectionSpec, EmbeddedChunk
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,11 +30,15 @@ def migrate(
     sparse_encoder: str,
     *,
     replace: bool = False,
+    embedder: Embedder | None = None,
     batch_size: int = 512,
     progress: Callable[[int, int], None] | None = None,
 ) -> MigrationReport:
     """Copy every point of ``source`` into ``target`` (created with the source's model
     metadata), build the target's index, and check that the counts agree.
+
+    With ``embedder``, each chunk's dense vector is computed again by it (from the
+    same text ingestion embedded) and the target records that embedder instead.
 
     A target that already holds points is refused unless ``replace`` (then it is
     dropped first): a migration interrupted half-way is repeated with ``replace``.
@@ -44,7 +50,10 @@ def migrate(
             f"collection '{info.collection}' in {info.engine} at {info.location} is empty "
             "or missing: nothing to migrate (check ENCLAVE_STORE__* and ENCLAVE_DATA_DIR)"
         )
-    if info.embedder is None or info.dense_dim is None:
+    model, dim = (
+        (embedder.name, embedder.dimension) if embedder else (info.embedder, info.dense_dim)
+    )
+    if model is None or dim is None:
         raise StoreError(
             f"collection '{info.collection}' in {info.engine} does not record its embedder; "
             "ingest into it once with the current version, then migrate"
@@ -58,10 +67,14 @@ def migrate(
         )
     if replace:
         target.drop()
-    spec = CollectionSpec(info.collection, info.dense_dim, "cosine", info.embedder, sparse_encoder)
-    target.ensure_collection(spec)
+    target.ensure_collection(
+        CollectionSpec(existing.collection, dim, "cosine", model, sparse_encoder)
+    )
     copied = 0
     for page in source.export(batch_size):
+        if embedder is not None:
+            dense = embedder.embed_documents([p.chunk.embedding_text for p in page])
+            page = [EmbeddedChunk(p.chunk, d, p.sparse) for p, d in zip(page, dense, strict=True)]
         target.upsert(page)
         copied += len(page)
         if progress is not None:

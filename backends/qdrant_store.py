@@ -68,10 +68,13 @@ class QdrantStore:
         url: str | None = None,
         api_key: str | None = None,
         timeout_s: float = 30.0,
+        shards: int = 1,
+        replication_factor: int = 1,
     ) -> None:
         if (path is None) == (url is None):
             raise ValueError("give exactly one of path (embedded) or url (server)")
         self._collection = collection
+        self._shards, self._replication = shards, replication_factor
         self._location = str(path) if path is not None else str(url)
         self._engine = "qdrant-local" if path is not None else "qdrant-server"
         try:
@@ -79,7 +82,11 @@ class QdrantStore:
                 path.mkdir(parents=True, exist_ok=True)
                 self._client = QdrantClient(path=str(path))
             else:
-                self._client = QdrantClient(url=url, api_key=api_key, timeout=int(timeout_s))
+                # no version probe in a background thread (it only warns); compose.yaml
+                # pins a server version this client supports
+                self._client = QdrantClient(
+                    url=url, api_key=api_key, timeout=int(timeout_s), check_compatibility=False
+                )
         except RuntimeError as exc:
             if "already accessed" in str(exc):
                 raise store_held(path) from exc
@@ -101,6 +108,11 @@ class QdrantStore:
                         SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)
                     },
                     metadata=metadata,
+                    # distributed mode (a server; local mode has neither)
+                    shard_number=self._shards if self._engine == "qdrant-server" else None,
+                    replication_factor=(
+                        self._replication if self._engine == "qdrant-server" else None
+                    ),
                 )
                 if self._engine == "qdrant-local":  # payload indexes are no-ops there
                     logger.info("created collection %s (%s)", self._collection, metadata)

@@ -29,7 +29,7 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError, SQLAlchemyError
 
 from core.errors import StoreError
 from core.types import Document
@@ -82,13 +82,25 @@ def iso_time(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
 
 
+# Which physical collection a configured collection name (ENCLAVE_STORE__COLLECTION)
+# currently means: `enclave reindex` builds a new one and switches this row when done.
+collections = Table(
+    "collections",
+    _metadata,
+    Column("name", String(255), primary_key=True),
+    Column("active", String(255), nullable=False),
+    Column("previous", String(255), nullable=True),
+    Column("switched_at", Float, nullable=False),
+)
+
+
 class Registry:
-    """CRUD on the ``documents`` table."""
+    """CRUD on the ``documents`` table, and the active collection per configured name."""
 
     def __init__(self, url: str) -> None:
         self._engine: Engine = make_engine(url)
         try:
-            _metadata.create_all(self._engine)
+            create_tables(_metadata, self._engine)
         except SQLAlchemyError as exc:
             raise _open_error(exc) from exc
 
@@ -124,6 +136,33 @@ class Registry:
         with self._engine.begin() as conn:
             conn.execute(delete(documents).where(documents.c.doc_id == doc_id))
 
+    def active_collection(self, name: str) -> str:
+        """The physical collection that ``name`` means now (``name`` itself unless a
+        reindex switched it)."""
+        with self._engine.connect() as conn:
+            row = conn.execute(
+                select(collections.c.active).where(collections.c.name == name)
+            ).first()
+        return str(row[0]) if row is not None else name
+
+    def previous_collection(self, name: str) -> str | None:
+        """The physical collection ``name`` meant before the last switch, if any."""
+        with self._engine.connect() as conn:
+            row = conn.execute(
+                select(collections.c.previous).where(collections.c.name == name)
+            ).first()
+        return str(row[0]) if row is not None and row[0] is not None else None
+
+    def switch_collection(self, name: str, active: str, previous: str | None) -> None:
+        """Make ``name`` mean ``active`` (in one transaction), remembering ``previous``."""
+        with self._engine.begin() as conn:
+            conn.execute(delete(collections).where(collections.c.name == name))
+            conn.execute(
+                collections.insert().values(
+                    name=name, active=active, previous=previous, switched_at=time.time()
+                )
+            )
+
     def close(self) -> None:
         self._engine.dispose()
 
@@ -149,6 +188,19 @@ def make_engine(url: str) -> Engine:
             f"{exc.strerror or exc}. Check ENCLAVE_DATABASE__URL and ENCLAVE_DATA_DIR."
         ) from exc
     return engine
+
+
+def create_tables(metadata: MetaData, engine: Engine, attempts: int = 5) -> None:
+    """``metadata.create_all`` when several processes may start at once (workers, API
+    replicas): the loser of a create race finds the table there and checks again."""
+    for attempt in range(attempts):
+        try:
+            metadata.create_all(engine)
+            return
+        except (OperationalError, ProgrammingError, IntegrityError) as exc:
+            if "already exists" not in str(exc) or attempt == attempts - 1:
+                raise
+            time.sleep(0.05 * (attempt + 1))
 
 
 def _open_error(exc: Exception) -> StoreError:

@@ -62,8 +62,10 @@ def check_collection(
         raise CollectionMismatchError(
             f"collection '{collection}' does not match the configured models: "
             + "; ".join(problems)
-            + ". Set ENCLAVE_EMBEDDER__MODEL back to the model it was built with, or use "
-            "a new collection (ENCLAVE_STORE__COLLECTION) and ingest again."
+            + ". To move to the configured embedder, run `enclave reindex` (it builds a new "
+            "collection and switches when done); or set ENCLAVE_EMBEDDER__MODEL back to "
+            + (repr(recorded_embedder) if recorded_embedder else "the model it was built with")
+            + "."
         )
 
 

@@ -84,6 +84,18 @@ class StoreSettings(BaseModel):
         "enclave", pattern=r"^[A-Za-z0-9_-]{1,64}$", description="Collection holding the chunks."
     )
     timeout_s: float = Field(30.0, gt=0, description="Timeout of one request to a Qdrant server.")
+    shards: int = Field(
+        1,
+        ge=1,
+        le=1000,
+        description=(
+            "Shards of a new collection on a Qdrant server (distributed mode spreads them "
+            "over the cluster's nodes)."
+        ),
+    )
+    replication_factor: int = Field(
+        1, ge=1, le=100, description="Copies of each shard on a Qdrant cluster (new collections)."
+    )
 
 
 class IngestSettings(BaseModel):

@@ -71,8 +71,10 @@ def _configure() -> None:
 
 def _register_ingest() -> None:
     from ingest.cli import register
+    from serving.worker import register as register_worker
 
-    register(app, _container)
+    register(app, _container, _settings)
+    register_worker(app, _settings)
 
 
 _register_ingest()
@@ -85,6 +87,15 @@ def _register_admin() -> None:
 
 
 _register_admin()
+
+
+def _register_ops() -> None:
+    from serving.ops_cli import register
+
+    register(app, _settings)
+
+
+_register_ops()
 
 
 @app.command()
@@ -434,6 +445,7 @@ def migrate(
     no re-embedding). The configured store is the source; it is left as it is."""
     from backends.container import build_store
     from backends.migration import migrate as copy_store
+    from backends.registry import Registry
     from backends.sparse import Bm25Encoder
 
     settings = _settings()
@@ -448,9 +460,14 @@ def migrate(
     source_address = _store_address(settings)
     if source_address == _store_address(target_settings):
         raise InputError(f"the configured store is already {source_address}: nothing to migrate")
-    source = build_store(settings)
+    registry = Registry(settings.database_url)
     try:
-        target = build_store(target_settings)
+        collection = registry.active_collection(settings.store.collection)
+    finally:
+        registry.close()
+    source = build_store(settings, collection)
+    try:
+        target = build_store(target_settings, collection)
         try:
             console = Console(stderr=True)
             with console.status("copying chunks") as status:
@@ -488,7 +505,7 @@ def serve(
     from serving.api import build_services, create_app
 
     settings = _settings()
-    container = build_container(settings)
+    container = build_container(settings, wait_for_store=True)  # held elsewhere: 503 until free
     try:
         services = build_services(settings, container)  # models and LLM up before listening
         app_ = create_app(settings, services=services)

@@ -51,7 +51,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError, StatementError
 
-from backends.registry import make_engine
+from backends.registry import create_tables, make_engine
 from core.errors import InputError, NotFoundError, StoreError
 from core.redact import redact
 from core.types import Principal
@@ -213,7 +213,7 @@ class AppDatabase:
     def __init__(self, url: str) -> None:
         self._engine = make_engine(url)
         try:
-            _metadata.create_all(self._engine)
+            create_tables(_metadata, self._engine)
             _add_missing_columns(self._engine)
         except StoreError:
             self._engine.dispose()

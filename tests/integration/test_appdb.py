@@ -1,4 +1,5 @@
-"""The application database on a real SQLite file: keys, audit, feedback, conversations, jobs."""
+"""The application database on a real SQLite file and a real PostgreSQL server: keys,
+audit, feedback, conversations, jobs."""
 
 from __future__ import annotations
 
@@ -27,8 +28,20 @@ def db_path(tmp_path: Path) -> Path:
     return tmp_path / "data" / "enclave.db"
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request: pytest.FixtureRequest, db_path: Path) -> Iterator[AppDatabase]:
+    """The database on each engine (tests that read the SQLite file use ``sqlite_db``)."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{db_path}"
+    else:
+        url = request.getfixturevalue("postgres").new_database()
+    database = AppDatabase(url)
+    yield database
+    database.close()
+
+
 @pytest.fixture
-def db(db_path: Path) -> Iterator[AppDatabase]:
+def sqlite_db(db_path: Path) -> Iterator[AppDatabase]:
     database = AppDatabase(f"sqlite:///{db_path}")
     yield database
     database.close()
@@ -125,9 +138,10 @@ def test_wrong_malformed_and_revoked_keys_do_not_authenticate(db: AppDatabase) -
         db.revoke_key("nope")
 
 
-def test_only_the_hash_of_the_secret_is_stored(db: AppDatabase, db_path: Path) -> None:
+def test_only_the_hash_of_the_secret_is_stored(sqlite_db: AppDatabase, db_path: Path) -> None:
     import hashlib
 
+    db = sqlite_db
     record, key = db.create_key("admin", name="ops")
     secret = key.split("_", 2)[2]
     db.close()
@@ -199,7 +213,8 @@ def test_audit_and_feedback(db: AppDatabase) -> None:
         db.add_feedback(answer_id, alice.id, "meh")  # type: ignore[arg-type]
 
 
-def test_redaction_on_record_and_feedback(db: AppDatabase, db_path: Path) -> None:
+def test_redaction_on_record_and_feedback(sqlite_db: AppDatabase, db_path: Path) -> None:
+    db = sqlite_db
     question = "My IBAN is DE89 3704 0044 0532 0130 00, mail me at eve@example.com"
     answer = "We will call +44 20 7946 0958."
     plain_id = db.record(entry("k1", question, answer=answer))

@@ -278,5 +278,6 @@ def container_with(base: Container, settings: Settings) -> Container:
         store=base.store,
         registry=base.registry,
         sparse=base.sparse,
+        collection=base.collection,
         _embedder=base.embedder,
     )
