@@ -193,6 +193,9 @@ class EmbeddedLlamaServer:
             "--port", str(self._port),
             "--n_ctx", str(self._ctx),
             "--n_threads", str(self._threads),
+            # queue concurrent requests: by default llama_cpp.server ends the answer it is
+            # streaming (an empty one, "ok") as soon as another request arrives
+            "--interrupt_requests", "False",
         ]  # fmt: skip
         env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
         logger.info("starting the embedded LLM %s on %s", self.served_name, self.base_url)

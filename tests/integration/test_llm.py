@@ -72,6 +72,22 @@ def test_stream_yields_text_then_one_usage(server: EmbeddedLlamaServer) -> None:
     assert usage.prompt_tokens > 0
 
 
+def test_concurrent_answers_queue_instead_of_cutting_each_other_off(
+    server: EmbeddedLlamaServer,
+) -> None:
+    """llama_cpp.server by default ends the answer it streams (empty, with [DONE]) when
+    another request arrives; the embedded server is started to queue them instead."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def answer(_: int) -> str:
+        with generator(server.base_url) as gen:
+            return "".join(p for p in gen.stream(QUESTION, max_tokens=12) if isinstance(p, str))
+
+    with ThreadPoolExecutor(3) as pool:
+        answers = list(pool.map(answer, range(3)))
+    assert all(a.strip() for a in answers), answers
+
+
 def test_closing_a_stream_early_leaves_the_server_usable(server: EmbeddedLlamaServer) -> None:
     with generator(server.base_url) as gen:
         stream = gen.stream(QUESTION, max_tokens=200)
