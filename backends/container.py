@@ -212,9 +212,14 @@ class _WaitingStore:
 
 
 def build_container(
-    settings: Settings, embedder: Embedder | None = None, *, wait_for_store: bool = False
+    settings: Settings,
+    embedder: Embedder | None = None,
+    *,
+    wait_for_store: bool = False,
+    store: VectorStore | None = None,
 ) -> Container:
-    """Open the store and registry; ``embedder`` overrides the configured one (tests).
+    """Open the store and registry; ``embedder`` overrides the configured one (tests);
+    ``store`` replaces the configured store (ingestion workers open it only to write).
 
     With ``wait_for_store`` (``enclave serve``), an embedded store held by another
     process is not an error here: the container's store raises ``StoreLockedError``
@@ -225,7 +230,8 @@ def build_container(
     collection = registry.active_collection(settings.store.collection)
     try:
         try:
-            store = build_store(settings, collection)
+            if store is None:
+                store = build_store(settings, collection)
         except StoreLockedError as exc:
             if not wait_for_store:
                 raise

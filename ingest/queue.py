@@ -47,7 +47,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, cast
 from urllib.parse import urlsplit
@@ -61,8 +61,7 @@ from rq.registry import StartedJobRegistry
 from rq.timeouts import JobTimeoutException, UnixSignalDeathPenalty
 from rq.worker import WorkerStatus
 
-from backends.container import Container, build_store
-from backends.registry import Registry
+from backends.container import Container, build_container, build_store
 from core.errors import EnclaveError, StoreError, StoreLockedError
 from core.protocols import Embedder, VectorStore
 from core.settings import Settings
@@ -305,17 +304,7 @@ def _keep_lock(lock: Any, every_s: float, stop: threading.Event) -> None:
 
 def _container(settings: Settings, embedder: Embedder | None = None) -> Container:
     """A container whose store is opened only when needed (:class:`StoreAccess`)."""
-    from backends.sparse import Bm25Encoder
-
-    registry = Registry(settings.database_url)
-    return Container(
-        settings=settings,
-        store=NO_STORE,
-        registry=registry,
-        sparse=Bm25Encoder(settings.sparse),
-        collection=registry.active_collection(settings.store.collection),
-        _embedder=embedder,
-    )
+    return build_container(settings, embedder, store=NO_STORE)
 
 
 # -- the client: plan, enqueue, wait -------------------------------------------------------
@@ -955,31 +944,11 @@ class IngestWorker(SimpleWorker):
 
 
 def _document_dict(document: Document) -> dict[str, Any]:
-    return {
-        "doc_id": document.doc_id,
-        "source": document.source,
-        "title": document.title,
-        "content_hash": document.content_hash,
-        "modified_at": document.modified_at,
-        "mime_type": document.mime_type,
-        "size_bytes": document.size_bytes,
-        "groups": list(document.groups),
-        "tags": list(document.tags),
-    }
+    return asdict(document)  # groups and tags (tuples) travel as JSON lists
 
 
 def _document(raw: dict[str, Any]) -> Document:
-    return Document(
-        doc_id=raw["doc_id"],
-        source=raw["source"],
-        title=raw["title"],
-        content_hash=raw["content_hash"],
-        modified_at=float(raw["modified_at"]),
-        mime_type=raw["mime_type"],
-        size_bytes=int(raw["size_bytes"]),
-        groups=tuple(raw["groups"]),
-        tags=tuple(raw["tags"]),
-    )
+    return Document(**{**raw, "groups": tuple(raw["groups"]), "tags": tuple(raw["tags"])})
 
 
 def report_from_dict(raw: dict[str, Any]) -> IngestReport:
