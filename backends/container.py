@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, NoReturn, cast
 
 from backends.registry import Registry
 from core.errors import StoreError, StoreLockedError
@@ -20,6 +20,20 @@ if TYPE_CHECKING:
     from backends.llama_server import EmbeddedLlamaServer
 
 logger = logging.getLogger(__name__)
+
+
+class _NoStore:
+    """Stands in for the store where none is open (a queue worker outside its write phase,
+    a command that reads only the database): using it is a bug."""
+
+    def close(self) -> None:
+        return None
+
+    def __getattr__(self, name: str) -> NoReturn:
+        raise StoreError(f"internal error: the store was used outside a write phase ({name})")
+
+
+NO_STORE = cast(VectorStore, _NoStore())
 
 
 @dataclass

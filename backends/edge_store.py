@@ -190,8 +190,11 @@ class EdgeStore:
         with self._errors("count chunks"):
             return self._shard.count(qe.CountRequest(filter=_filter(filter), exact=True))
 
-    def chunks(self, doc_id: str) -> list[Chunk]:
-        records = self._scroll(qe.Filter(must=[_match("doc_id", doc_id)]), vectors=False)
+    def chunks(self, doc_id: str, groups: tuple[str, ...] | None = None) -> list[Chunk]:
+        if groups == ():
+            return []
+        scope = _filter(SearchFilter(groups=groups, doc_ids=(doc_id,)))
+        records = self._scroll(scope, vectors=False)
         found = [Chunk.from_payload(r.payload or {}) for page in records for r in page]
         return sorted(found, key=lambda c: c.chunk_index)
 

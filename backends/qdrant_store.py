@@ -200,14 +200,17 @@ class QdrantStore:
                 self._collection, count_filter=_filter(filter), exact=True
             ).count
 
-    def chunks(self, doc_id: str) -> list[Chunk]:
+    def chunks(self, doc_id: str, groups: tuple[str, ...] | None = None) -> list[Chunk]:
+        if groups == ():
+            return []
+        scope = _filter(SearchFilter(groups=groups, doc_ids=(doc_id,)))
         found: list[Chunk] = []
         offset: Any = None
         with self._errors(f"read the chunks of document {doc_id}"):
             while True:
                 records, offset = self._client.scroll(
                     self._collection,
-                    scroll_filter=models.Filter(must=[_match("doc_id", doc_id)]),
+                    scroll_filter=scope,
                     limit=256,
                     offset=offset,
                     with_payload=True,

@@ -4,6 +4,11 @@ A SQL table (SQLite under the data dir by default, any SQLAlchemy URL by setting
 The vector store holds the chunks; the registry is written only after a document's
 chunks are all in the store, so a run interrupted at any point is repaired by
 running it again.
+
+It also holds the access rules (path or source prefix -> groups), the durable state a
+document's groups come from, and the history of their changes. A database created
+before rules existed gets one rule per document it lists, with that document's groups,
+so an upgrade changes nobody's access.
 """
 
 from __future__ import annotations
@@ -26,13 +31,14 @@ from sqlalchemy import (
     create_engine,
     delete,
     event,
+    inspect,
     select,
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError, SQLAlchemyError
 
-from core.errors import StoreError
-from core.types import Document
+from core.errors import NotFoundError, StoreError
+from core.types import AccessRule, Document
 
 _metadata = MetaData()
 documents = Table(
@@ -94,15 +100,143 @@ collections = Table(
 )
 
 
+# Access rules: the groups of every document under a prefix (the most specific rule wins).
+access_rules = Table(
+    "access_rules",
+    _metadata,
+    Column("prefix", String(2048), primary_key=True),
+    Column("groups", Text, nullable=False),
+    Column("origin", String(16), nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("updated_by", Text, nullable=False),
+)
+# Every change of a rule: who, when, the groups before and after, documents affected.
+access_changes = Table(
+    "access_changes",
+    _metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("time", Float, nullable=False, index=True),
+    Column("actor", Text, nullable=False),
+    Column("prefix", String(2048), nullable=False),
+    Column("before", Text, nullable=True),  # JSON list; null: there was no rule
+    Column("after", Text, nullable=True),  # JSON list; null: the rule was removed
+    Column("documents", Integer, nullable=False),
+)
+
+
 class Registry:
-    """CRUD on the ``documents`` table, and the active collection per configured name."""
+    """CRUD on the ``documents`` table, the access rules and their history, and the
+    active collection per configured name."""
 
     def __init__(self, url: str) -> None:
         self._engine: Engine = make_engine(url)
         try:
+            had_rules = inspect(self._engine).has_table("access_rules")
             create_tables(_metadata, self._engine)
+            if not had_rules:
+                self._rules_from_documents()
         except SQLAlchemyError as exc:
             raise _open_error(exc) from exc
+
+    # -- access rules ---------------------------------------------------------------------
+    def rules(self) -> list[AccessRule]:
+        """Every access rule, by prefix."""
+        with self._engine.connect() as conn:
+            rows = conn.execute(select(access_rules).order_by(access_rules.c.prefix)).all()
+        return [_rule_from_row(r._mapping) for r in rows]
+
+    def set_rule(
+        self, prefix: str, groups: tuple[str, ...], actor: str, origin: str, documents: int
+    ) -> AccessRule | None:
+        """Record the rule ``prefix -> groups`` and its change in the history (in one
+        transaction); the previous rule at that prefix, if any."""
+        now = time.time()
+        with self._engine.begin() as conn:
+            row = conn.execute(select(access_rules).where(access_rules.c.prefix == prefix)).first()
+            previous = _rule_from_row(row._mapping) if row is not None else None
+            conn.execute(delete(access_rules).where(access_rules.c.prefix == prefix))
+            conn.execute(
+                access_rules.insert().values(
+                    prefix=prefix,
+                    groups=json.dumps(list(groups)),
+                    origin=origin,
+                    updated_at=now,
+                    updated_by=actor,
+                )
+            )
+            if previous is None or previous.groups != groups:
+                conn.execute(
+                    access_changes.insert().values(
+                        time=now,
+                        actor=actor,
+                        prefix=prefix,
+                        before=json.dumps(list(previous.groups)) if previous else None,
+                        after=json.dumps(list(groups)),
+                        documents=documents,
+                    )
+                )
+        return previous
+
+    def remove_rule(self, prefix: str, actor: str, documents: int) -> AccessRule:
+        """Remove the rule at ``prefix`` (recorded in the history); the rule removed."""
+        with self._engine.begin() as conn:
+            row = conn.execute(select(access_rules).where(access_rules.c.prefix == prefix)).first()
+            if row is None:
+                raise NotFoundError(
+                    f"no access rule for {prefix!r}; `enclave access list` shows the rules"
+                )
+            previous = _rule_from_row(row._mapping)
+            conn.execute(delete(access_rules).where(access_rules.c.prefix == prefix))
+            conn.execute(
+                access_changes.insert().values(
+                    time=time.time(),
+                    actor=actor,
+                    prefix=prefix,
+                    before=json.dumps(list(previous.groups)),
+                    after=None,
+                    documents=documents,
+                )
+            )
+        return previous
+
+    def access_history(self, limit: int = 100) -> list[dict[str, Any]]:
+        """The latest rule changes, newest first."""
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                select(access_changes).order_by(access_changes.c.seq.desc()).limit(limit)
+            ).all()
+        return [
+            {
+                "time": iso_time(r.time),
+                "actor": r.actor,
+                "prefix": r.prefix,
+                "before": json.loads(r.before) if r.before is not None else None,
+                "after": json.loads(r.after) if r.after is not None else None,
+                "documents": r.documents,
+            }
+            for r in rows
+        ]
+
+    def _rules_from_documents(self) -> None:
+        """A database from before access rules: one rule per document, keeping its groups."""
+        now = time.time()
+        with self._engine.begin() as conn:
+            rows = conn.execute(select(documents.c.source, documents.c.groups)).all()
+            if not rows:
+                return
+            conn.execute(
+                access_rules.insert(),
+                [
+                    {
+                        "prefix": r.source,
+                        "groups": r.groups,
+                        "origin": "upgrade",
+                        "updated_at": now,
+                        "updated_by": "upgrade (the groups the document had)",
+                    }
+                    for r in rows
+                ],
+            )
 
     def get(self, doc_id: str) -> RegisteredDocument | None:
         with self._engine.connect() as conn:
@@ -232,4 +366,15 @@ def _from_row(row: object) -> RegisteredDocument:
         ),
         chunks=r["chunks"],
         ingested_at=r["ingested_at"],
+    )
+
+
+def _rule_from_row(row: object) -> AccessRule:
+    r = dict(row)  # type: ignore[call-overload]
+    return AccessRule(
+        prefix=r["prefix"],
+        groups=tuple(json.loads(r["groups"])),
+        updated_at=r["updated_at"],
+        updated_by=r["updated_by"],
+        origin=r["origin"],
     )

@@ -19,7 +19,10 @@ these (``raise ... from exc``); nothing above ``backends/`` catches a vendor typ
     │   ├── FileTooLargeError
     │   └── ParseError
     ├── AccessDeniedError      the caller asked for something outside their groups/role
-    └── NotFoundError          a named document (or other object) does not exist
+    ├── NotFoundError          a named document (or other object) does not exist
+    ├── ConflictError          the object changed since it was recorded (a source file
+    │                          edited after ingestion), or too many of something at once
+    └── QueueError             the ingestion queue cannot be reached or used
 """
 
 from __future__ import annotations
@@ -79,3 +82,12 @@ class ParseError(DocumentError):
 
 class NotFoundError(EnclaveError):
     """A named object does not exist."""
+
+
+class ConflictError(EnclaveError):
+    """The object is not in the state the request needs: e.g. a document's file changed
+    on the server since it was ingested."""
+
+
+class QueueError(EnclaveError):
+    """The Redis queue cannot be reached or used, or a queued job is unknown."""

@@ -108,8 +108,10 @@ class VectorStore(Protocol):
 
     def count(self, filter: SearchFilter | None = None) -> int: ...
 
-    def chunks(self, doc_id: str) -> list[Chunk]:
-        """Every chunk of a document, ordered by ``chunk_index``."""
+    def chunks(self, doc_id: str, groups: tuple[str, ...] | None = None) -> list[Chunk]:
+        """Every chunk of a document, ordered by ``chunk_index``; with ``groups``, only
+        the chunks that share one of them (the caller's access scope, applied inside the
+        store query; ``()`` matches nothing, ``None`` is admin scope)."""
         ...
 
     def neighbours(

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 BUNDLED_EMBEDDER = "sentence-transformers/all-MiniLM-L6-v2"
@@ -134,14 +134,12 @@ class IngestSettings(BaseModel):
             "Retry a PDF with no text layer using OCR (`ocr_only`), when tesseract is installed."
         ),
     )
-    default_groups: list[str] = Field(
-        ["everyone"], description="Groups given to a document when nothing else names them."
-    )
-    folder_groups: dict[str, list[str]] = Field(
-        {},
+    follow_links: bool = Field(
+        False,
         description=(
-            'Folder → groups, e.g. `{"/srv/docs/hr": ["hr"]}`. The longest matching folder '
-            "wins; `--groups` on the command line overrides it."
+            "Follow symbolic links to files found in an ingested folder, when the target lies "
+            "inside that folder (it is ingested once, under its own path and access rules). "
+            "Off: links are reported and not read."
         ),
     )
     detect_encoding: bool = Field(
@@ -166,13 +164,19 @@ class IngestSettings(BaseModel):
             )
         return self
 
-    @field_validator("default_groups")
+    @model_validator(mode="before")
     @classmethod
-    def _groups_not_empty(cls, value: list[str]) -> list[str]:
-        cleaned = [g.strip() for g in value if g.strip()]
-        if not cleaned:
-            raise ValueError("ingest.default_groups needs at least one group")
-        return cleaned
+    def _no_implicit_groups(cls, data: object) -> object:
+        if isinstance(data, dict):
+            for removed in ("default_groups", "folder_groups"):
+                if removed in data:
+                    raise ValueError(
+                        f"ingest.{removed} is no longer read: a document's groups come from "
+                        "access rules (`enclave access set FOLDER --groups G1,G2`), and a "
+                        "document no rule covers is visible to admins only. Record your "
+                        f"folders' groups as rules and unset ENCLAVE_INGEST__{removed.upper()}"
+                    )
+        return data
 
 
 class RetrievalSettings(BaseModel):
@@ -429,6 +433,11 @@ class Settings(BaseSettings):
         """Folder of the embedded store (by engine)."""
         default = "edge" if self.store.engine == "edge" else "qdrant"
         return self.store.path or self.data_dir / default
+
+    @property
+    def uploads_dir(self) -> Path:
+        """Where uploaded originals are kept, one folder per upload."""
+        return self.data_dir.resolve() / "uploads"
 
     @property
     def database_url(self) -> str:

@@ -6,11 +6,34 @@ its payload in the store holds, so any store can round-trip it.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from core.errors import InputError
+
 SearchMode = Literal["dense", "sparse", "hybrid"]
 Fusion = Literal["dbsf", "rrf"]
+
+_GROUP_NAME = re.compile(r"[\w.@:-]{1,64}")
+GROUP_NAME_RULE = "1-64 letters, digits, '_', '-', '.', '@' or ':'"
+
+
+def group_names(values: Iterable[str], what: str = "group") -> tuple[str, ...]:
+    """Group names, stripped, checked and deduplicated in order: the one rule for group
+    names everywhere (command line, API, keys, access rules). A name no key could hold
+    (``"hr team"``) is an :class:`InputError` naming it, never silently kept."""
+    if isinstance(values, str):
+        raise InputError(f"{what}s must be a list of group names, not one string")
+    clean: list[str] = []
+    for value in values:
+        name = value.strip() if isinstance(value, str) else ""
+        if not _GROUP_NAME.fullmatch(name):
+            raise InputError(f"invalid {what} name {value!r}: use {GROUP_NAME_RULE}")
+        if name not in clean:
+            clean.append(name)
+    return tuple(clean)
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +173,31 @@ class Hit:
     relevance: float | None = None
     neighbours: tuple[Chunk, ...] = ()
     dense: tuple[float, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AccessRule:
+    """Who may read the documents under a path or source prefix: the durable access
+    state. A document's groups are those of the most specific rule covering its source;
+    a document no rule covers is visible to admins only."""
+
+    prefix: str
+    groups: tuple[str, ...]
+    updated_at: float = 0.0
+    updated_by: str = ""
+    origin: str = "admin"  # admin | upload | upgrade
+
+    def covers(self, source: str) -> bool:
+        """Whether ``source`` is the prefix itself or lies under it (whole path parts)."""
+        return covers(self.prefix, source)
+
+
+def covers(prefix: str, source: str) -> bool:
+    """Whether ``source`` equals ``prefix`` or lies under it, at a ``/`` boundary."""
+    if source == prefix:
+        return True
+    base = prefix if prefix.endswith("/") else prefix + "/"
+    return source.startswith(base)
 
 
 @dataclass(frozen=True, slots=True)

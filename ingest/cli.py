@@ -20,8 +20,9 @@ from rich.progress import (
 from rich.table import Table
 
 from backends.container import Container
-from core.errors import InputError, NotFoundError
+from core.errors import InputError, NotFoundError, QueueError
 from core.settings import Settings
+from core.types import group_names
 from ingest.pipeline import Ingestor, IngestReport, doc_id_for, source_of
 
 if TYPE_CHECKING:
@@ -76,7 +77,7 @@ def run_ingest(
     container: Container,
     paths: list[str],
     groups: str | None,
-    tags: list[str],
+    tags: list[str] | None,
     dry_run: bool,
     as_json: bool,
 ) -> IngestReport:
@@ -98,7 +99,7 @@ def run_queued(
     settings: Settings,
     paths: list[str],
     groups: str | None,
-    tags: list[str],
+    tags: list[str] | None,
     *,
     dry_run: bool,
     as_json: bool,
@@ -156,7 +157,7 @@ def wait_queued(settings: Settings, connection: Redis, job_id: str, as_json: boo
         raise typer.Exit(EXIT_INTERRUPTED) from None
     _print(outcome.as_dict(), outcome.report, as_json)
     if outcome.error:
-        raise queue.QueueError(f"ingestion job {job_id} could not finish: {outcome.error}")
+        raise QueueError(f"ingestion job {job_id} could not finish: {outcome.error}")
     return outcome.report
 
 
@@ -168,13 +169,13 @@ def _print(row: dict[str, object], report: IngestReport, as_json: bool) -> None:
 
 
 def split_groups(groups: str | None) -> list[str] | None:
-    """``--groups a,b`` as a list; ``None`` when the option was not given."""
+    """``--groups a,b`` as checked group names; ``None`` when the option was not given."""
     if groups is None:
         return None
-    names = [g.strip() for g in groups.split(",") if g.strip()]
+    names = group_names([g for g in groups.split(",") if g.strip()], "--groups")
     if not names:
         raise InputError("--groups is empty; give one or more group names, e.g. --groups hr,staff")
-    return names
+    return list(names)
 
 
 def _print_report(report: IngestReport) -> None:
@@ -190,6 +191,8 @@ def _print_report(report: IngestReport) -> None:
         for failure in report.failed:
             table.add_row(failure.source, failure.reason)
         out.print(table)
+    for warning in report.warnings:
+        Console(stderr=True).print(f"warning: {warning}", highlight=False)
 
 
 def register(
@@ -205,10 +208,17 @@ def register(
         paths: Annotated[list[str], typer.Argument(help="Files and folders to ingest.")],
         groups: Annotated[
             str | None,
-            typer.Option(help="Comma-separated groups that may read these documents."),
+            typer.Option(
+                help="Comma-separated groups that may read these documents: recorded as the "
+                "access rule of each path (later runs without --groups keep it)."
+            ),
         ] = None,
         tag: Annotated[
-            list[str] | None, typer.Option("--tag", help="A tag for every document (repeatable).")
+            list[str] | None,
+            typer.Option(
+                "--tag",
+                help="A tag for every document (repeatable); without it, documents keep theirs.",
+            ),
         ] = None,
         dry_run: Annotated[
             bool, typer.Option("--dry-run", help="Report what would change; write nothing.")
@@ -246,7 +256,7 @@ def register(
                 settings,
                 paths,
                 groups,
-                tag or [],
+                tag,
                 dry_run=dry_run,
                 as_json=as_json,
                 no_wait=no_wait,
@@ -259,7 +269,7 @@ def register(
             raise InputError("--no-wait needs the ingestion queue: set ENCLAVE_QUEUE__URL")
         container = container_factory()
         try:
-            report = run_ingest(container, paths, groups, tag or [], dry_run, as_json)
+            report = run_ingest(container, paths, groups, tag, dry_run, as_json)
         finally:
             container.close()
         if report.failed:
@@ -355,3 +365,7 @@ def register(
         typer.echo(f"deleted {record.document.doc_id} ({record.document.source})", err=True)
 
     app.add_typer(docs_app, name="docs")
+    from ingest.access_cli import register as register_access
+
+    if settings_factory is not None:
+        register_access(app, container_factory, settings_factory)

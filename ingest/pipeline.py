@@ -13,10 +13,17 @@ Deletions remove the chunks first and the registry row last, for the same reason
 
 Parsing runs in a producer thread ahead of the embedder (bounded queue), and chunks
 are embedded in batches that span documents.
+
+A document's groups come from the access rules (``ingest/access.py``), never from how
+the run was invoked: ``groups`` records a rule for each path given, then the rules
+apply. Symbolic links are not followed unless ``ENCLAVE_INGEST__FOLLOW_LINKS`` is on;
+then a link is followed only to a file inside the folder being ingested, and that file
+is ingested once, under its own path and rules.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -31,7 +38,8 @@ from typing import Any, Literal, Protocol
 from backends.container import Container
 from backends.registry import RegisteredDocument
 from core.errors import DocumentError, FileTooLargeError
-from core.types import Chunk, Document, EmbeddedChunk
+from core.types import Chunk, Document, EmbeddedChunk, group_names
+from ingest.access import AccessControl, RuleSet, cli_actor, rule_prefix
 from ingest.chunk import Chunker
 from ingest.parse import Parser, mime_type_for
 
@@ -67,6 +75,20 @@ class IngestReport:
     dry_run: bool = False
     seconds: float = 0.0
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    admin_only: int = 0  # documents of the run that no access rule covers
+    warnings: list[str] = field(default_factory=list)  # to act on, though nothing failed
+
+    def warn_admin_only(self, sources: Sequence[str]) -> None:
+        """Count the documents no rule covers, and say how to share them."""
+        if not sources:
+            return
+        n = len(sources)
+        self.admin_only += n
+        self.warnings.append(
+            f"{n} document{'s are' if n != 1 else ' is'} covered by no access rule, so only "
+            f"admins can read {'them' if n != 1 else 'it'} (e.g. {sources[0]}); share a "
+            "folder with `enclave access set FOLDER --groups G1,G2`, or ingest it with --groups"
+        )
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -76,6 +98,8 @@ class IngestReport:
             "deleted": self.deleted,
             "chunks_written": self.chunks_written,
             "failed": [{"source": f.source, "reason": f.reason} for f in self.failed],
+            "admin_only": self.admin_only,
+            "warnings": list(self.warnings),
             "dry_run": self.dry_run,
             "seconds": round(self.seconds, 3),
             "stage_seconds": {k: round(v, 3) for k, v in self.stage_seconds.items()},
@@ -157,25 +181,32 @@ class Ingestor:
         self._settings = container.settings.ingest
         self._parser = Parser(self._settings)
 
+    @property
+    def access(self) -> AccessControl:
+        """Access rules on this container's registry and (current) store."""
+        return AccessControl(self._c.registry, self._c.store)
+
     # -- public --------------------------------------------------------------------------
     def run(
         self,
         paths: Sequence[str | Path],
         *,
         groups: Sequence[str] | None = None,
-        tags: Sequence[str] = (),
+        tags: Sequence[str] | None = None,
         dry_run: bool = False,
         progress: ProgressListener | None = None,
+        actor: str | None = None,
     ) -> IngestReport:
+        """Ingest ``paths``. ``groups`` records the access rule ``path -> groups`` for
+        each path first; without it the stored rules apply. ``tags`` replaces the tags of
+        every document of the run; without it documents keep theirs."""
         started = time.perf_counter()
         report = IngestReport(dry_run=dry_run)
-        explicit_groups = _clean(groups) if groups else None
-        clean_tags = _clean(tags)
+        rules = self.record_rules(paths, groups, actor, apply=not dry_run)
+        clean_tags = _clean(tags) if tags is not None else None
         files, scopes = self._discover(paths, report)
         known = {r.document.source: r for r in self._c.registry.all()}
-        planned = self._plan(
-            files, self._trusted(known), explicit_groups, clean_tags, report, dry_run
-        )
+        planned = self._plan(files, self._trusted(known), rules, clean_tags, report, dry_run)
         report.stage_seconds["scan"] = time.perf_counter() - started
         self._delete_missing(files, scopes, known, report, dry_run)
         if dry_run:
@@ -191,18 +222,73 @@ class Ingestor:
         logger.info("ingest finished: %s", report.as_dict())
         return report
 
+    def record_rules(
+        self,
+        paths: Sequence[str | Path],
+        groups: Sequence[str] | None,
+        actor: str | None,
+        *,
+        apply: bool,
+    ) -> RuleSet:
+        """With ``groups``, the rule ``path -> groups`` for each of ``paths`` (recorded;
+        with ``apply``, also applied to the registered documents under it, which needs the
+        store); the rules a run then uses (a dry run's include its rules, unrecorded)."""
+        if groups is None:
+            return self.access.rules()
+        names = group_names(groups)
+        prefixes = []
+        for raw in paths:
+            given = Path(raw).expanduser()
+            try:
+                if given.exists() and (given.is_dir() or not given.is_symlink()):
+                    prefixes.append(rule_prefix(raw))
+            except (OSError, ValueError):
+                continue  # reported by discovery (a link to a file gets no rule: its
+                # target is ingested under the target's own rules)
+        access = self.access
+        if not apply:
+            rules = access.rules()
+            for prefix in prefixes:
+                rules = rules.with_rule(prefix, names)
+            return rules
+        for prefix in prefixes:
+            access.set_rule(prefix, names, actor or cli_actor())
+        return access.rules()
+
+    def record_rules_only(
+        self, paths: Sequence[str | Path], groups: Sequence[str] | None, actor: str | None
+    ) -> None:
+        """Record the rules of ``groups`` without applying them (a queued job: its
+        access task applies them, inside the store's write turn)."""
+        if groups is None:
+            return
+        names = group_names(groups)
+        registry = self._c.registry
+        for raw in paths:
+            given = Path(raw).expanduser()
+            if given.exists() and (given.is_dir() or not given.is_symlink()):
+                registry.set_rule(rule_prefix(raw), names, actor or cli_actor(), "admin", 0)
+
     def plan(
         self,
         paths: Sequence[str | Path],
         *,
         groups: Sequence[str] | None = None,
-        tags: Sequence[str] = (),
+        tags: Sequence[str] | None = None,
         trust_registry: bool | None = None,
+        record: bool = True,
+        actor: str | None = None,
     ) -> Plan:
-        """Decide a job without writing anything. ``trust_registry``: whether the
+        """Decide a job without writing to the store. ``groups`` records the rules (with
+        ``record``; else they only shape this plan). ``trust_registry``: whether the
         registry's hashes count (None: ask the store, as :meth:`run` does)."""
         started = time.perf_counter()
         report = IngestReport()
+        if record:
+            self.record_rules_only(paths, groups, actor)
+            rules = self.access.rules()
+        else:
+            rules = self.record_rules(paths, groups, actor, apply=False)
         files, scopes = self._discover(paths, report)
         known = {r.document.source: r for r in self._c.registry.all()}
         if trust_registry is None:
@@ -213,8 +299,8 @@ class Ingestor:
         planned = self._plan(
             files,
             trusted,
-            _clean(groups) if groups else None,
-            _clean(tags),
+            rules,
+            _clean(tags) if tags is not None else None,
             report,
             dry_run=True,
             access=access,
@@ -310,13 +396,16 @@ class Ingestor:
     def _discover(
         self, paths: Sequence[str | Path], report: IngestReport
     ) -> tuple[list[Path], list[Path]]:
+        """The files to consider (real paths, each once) and the folders whose missing
+        files mean deleted documents. Links: see the module docstring."""
         files: dict[Path, None] = {}
         scopes: list[Path] = []
+        follow = self._settings.follow_links
         for raw in paths:
             given = Path(raw).expanduser()
             try:
                 resolved = given.resolve(strict=True)
-            except (OSError, RuntimeError):
+            except (OSError, RuntimeError, ValueError):  # ValueError: a NUL byte
                 report.failed.append(
                     Failure(str(raw), "path does not exist; check the spelling or the mount")
                 )
@@ -324,25 +413,56 @@ class Ingestor:
             if resolved.is_dir():
                 scopes.append(resolved)
                 for found in walk_files(resolved):
-                    files[found] = None
+                    if not found.is_symlink():
+                        files[found] = None
+                    elif (target := self._link_target(found, resolved, report)) is not None:
+                        files[target] = None
             elif resolved.is_file():
-                files[resolved] = None
+                if given.is_symlink() and not follow:
+                    report.failed.append(Failure(str(raw), _link_reason(resolved)))
+                else:
+                    files[resolved] = None
             else:
                 report.failed.append(Failure(str(raw), "not a regular file or folder"))
         return list(files), scopes
+
+    def _link_target(self, link: Path, root: Path, report: IngestReport) -> Path | None:
+        """The file a link inside ``root`` leads to, when links are followed and it lies
+        inside ``root``; otherwise None (reported when it leads to a file, or nowhere)."""
+        try:
+            target = link.resolve(strict=True)
+        except (OSError, RuntimeError):  # RuntimeError: a loop
+            report.failed.append(Failure(source_of(link), _os_reason(FileNotFoundError(), link)))
+            return None
+        if not target.is_file():
+            return None  # a link to a folder, a device or a pipe: passed over
+        if not self._settings.follow_links:
+            report.failed.append(Failure(source_of(link), _link_reason(target)))
+            return None
+        if not target.is_relative_to(root):
+            report.failed.append(
+                Failure(
+                    source_of(link),
+                    f"symbolic link to {source_of(target)}, outside the folder being ingested "
+                    f"({source_of(root)}); not followed. Ingest that file where it lives",
+                )
+            )
+            return None
+        return target
 
     def _plan(
         self,
         files: Iterable[Path],
         known: dict[str, RegisteredDocument],
-        explicit_groups: tuple[str, ...] | None,
-        tags: tuple[str, ...],
+        rules: RuleSet,
+        explicit_tags: tuple[str, ...] | None,
         report: IngestReport,
         dry_run: bool,
         access: list[Document] | None = None,
     ) -> list[_Planned]:
         limit = int(self._settings.max_file_mb * 1024 * 1024)
         planned: list[_Planned] = []
+        admin_only: list[str] = []
         for path in files:
             source = source_of(path)
             try:
@@ -361,6 +481,12 @@ class Ingestor:
                 report.failed.append(Failure(source, _os_reason(exc, path)))
                 continue
             previous = known.get(source)
+            groups = rules.groups_for(source)
+            if not groups:
+                admin_only.append(source)
+            tags = explicit_tags
+            if tags is None:
+                tags = previous.document.tags if previous else ()
             document = Document(
                 doc_id=doc_id_for(source),
                 source=source,
@@ -369,33 +495,26 @@ class Ingestor:
                 modified_at=stat.st_mtime,
                 mime_type=mime_type,
                 size_bytes=stat.st_size,
-                groups=explicit_groups or self._groups_for(path),
+                groups=groups,
                 tags=tags,
             )
             if previous is None:
                 planned.append(_Planned(path, document, "add"))
             elif previous.document.content_hash != content_hash:
                 planned.append(_Planned(path, document, "update"))
-            elif (previous.document.groups, previous.document.tags) != (document.groups, tags):
+            elif (previous.document.groups, previous.document.tags) != (groups, tags):
                 if access is not None:  # for a queued task (``plan``)
                     access.append(document)
                     continue
                 report.updated += 1
                 if not dry_run:
-                    self._c.store.set_access(document.doc_id, document.groups, tags)
-                    kept = replace(previous.document, groups=document.groups, tags=tags)
+                    self._c.store.set_access(document.doc_id, groups, tags)
+                    kept = replace(previous.document, groups=groups, tags=tags)
                     self._c.registry.put(kept, previous.chunks)
             else:
                 report.unchanged += 1
+        report.warn_admin_only(admin_only)
         return planned
-
-    def _groups_for(self, path: Path) -> tuple[str, ...]:
-        best: tuple[int, list[str]] | None = None
-        for folder, groups in self._settings.folder_groups.items():
-            root = Path(folder).expanduser().resolve()
-            if path.is_relative_to(root) and (best is None or len(root.parts) > best[0]):
-                best = (len(root.parts), groups)
-        return _clean(best[1]) if best else _clean(self._settings.default_groups)
 
     def _delete_missing(
         self,
@@ -422,9 +541,29 @@ class Ingestor:
 
     def delete(self, doc_id: str) -> None:
         """Remove a document: chunks first, registry row last (a crash in between is
-        repaired by deleting again)."""
+        repaired by deleting again); an uploaded original goes with it."""
+        record = self._c.registry.get(doc_id)
         self._c.store.delete_document(doc_id)
         self._c.registry.remove(doc_id)
+        if record is not None:
+            self.discard_upload(Path(record.document.source))
+
+    def discard_upload(self, path: Path) -> None:
+        """Remove an uploaded original (one under ``<data_dir>/uploads``), and its upload's
+        folder and access rule once the folder is empty. Other paths are left alone."""
+        uploads = self._c.settings.uploads_dir
+        if not path.is_relative_to(uploads) or path.parent == uploads:
+            return
+        folder = uploads / path.relative_to(uploads).parts[0]
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        try:
+            folder.rmdir()  # only when empty
+        except OSError:
+            return
+        prefix = source_of(folder)
+        if any(rule.prefix == prefix for rule in self._c.registry.rules()):
+            self._c.registry.remove_rule(prefix, "upload removed", 0)
 
     # -- processing ------------------------------------------------------------------------
     def _process(
@@ -550,17 +689,25 @@ class Ingestor:
 
 
 def walk_files(folder: Path) -> Iterable[Path]:
-    """Regular files under ``folder``, sorted, skipping hidden files and folders. Links to
-    files are followed, links to folders are not (no loops); pipes, sockets and devices
-    are skipped; a link that leads nowhere (broken, or a loop) is listed, to be reported."""
+    """Regular files and symbolic links under ``folder``, sorted, skipping hidden files
+    and folders. Links to folders are not descended into (no loops, nothing outside);
+    pipes, sockets and devices are skipped. Links are listed for the caller to judge."""
     for root, dirs, names in os.walk(folder):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(names):
             if name.startswith(".") or name.startswith("~$"):
                 continue
             path = Path(root) / name
-            if path.is_file() or (path.is_symlink() and not path.exists()):
+            if path.is_symlink() or path.is_file():
                 yield path
+
+
+def _link_reason(target: Path) -> str:
+    return (
+        f"symbolic link to {source_of(target)}; links are not followed. Ingest the file "
+        "where it lives, or set ENCLAVE_INGEST__FOLLOW_LINKS=true to follow links that stay "
+        "inside the folder being ingested"
+    )
 
 
 def _clean(values: Iterable[str]) -> tuple[str, ...]:

@@ -49,7 +49,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, cast
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
 import redis
@@ -61,8 +61,8 @@ from rq.registry import StartedJobRegistry
 from rq.timeouts import JobTimeoutException, UnixSignalDeathPenalty
 from rq.worker import WorkerStatus
 
-from backends.container import Container, build_container, build_store
-from core.errors import EnclaveError, StoreError, StoreLockedError
+from backends.container import NO_STORE, Container, build_container, build_store
+from core.errors import EnclaveError, QueueError, StoreLockedError
 from core.protocols import Embedder, VectorStore
 from core.settings import Settings
 from core.types import Document
@@ -88,10 +88,6 @@ _POLL_S = 0.5
 _CLEANUP_S = 5.0  # the waiting client looks for abandoned tasks this often
 _NO_WORKER_HINT_S = 10.0
 _CLIENT_STORE_WAIT_S = 30.0  # planning looks at an embedded store only to count its points
-
-
-class QueueError(EnclaveError):
-    """The Redis queue cannot be reached or used, or a queued job is unknown."""
 
 
 class TaskTimedOut(BaseException):
@@ -182,19 +178,6 @@ def _hgetall(connection: Redis, key: str) -> dict[str, str]:
 
 
 # -- the store, for processes that write only part of the time -------------------------------
-
-
-class _NoStore:
-    """Stands in for the store outside a write phase: using it is a bug."""
-
-    def close(self) -> None:
-        return None
-
-    def __getattr__(self, name: str) -> NoReturn:
-        raise StoreError(f"internal error: the store was used outside a write phase ({name})")
-
-
-NO_STORE = cast(VectorStore, _NoStore())
 
 
 class StoreAccess:
@@ -339,7 +322,9 @@ def _plan(
     connection: Redis,
     paths: Sequence[str | Path],
     groups: Sequence[str] | None,
-    tags: Sequence[str],
+    tags: Sequence[str] | None,
+    *,
+    record: bool,
 ) -> Plan:
     container = _container(settings)
     try:
@@ -351,7 +336,9 @@ def _plan(
                     trust = store.count() > 0
             finally:
                 access.close()
-        return Ingestor(container).plan(paths, groups=groups, tags=tags, trust_registry=trust)
+        return Ingestor(container).plan(
+            paths, groups=groups, tags=tags, trust_registry=trust, record=record
+        )
     finally:
         container.close()
 
@@ -361,11 +348,11 @@ def dry_run(
     connection: Redis,
     paths: Sequence[str | Path],
     groups: Sequence[str] | None,
-    tags: Sequence[str],
+    tags: Sequence[str] | None,
 ) -> IngestReport:
-    """What a job would do (``--dry-run``): planned here, nothing enqueued."""
+    """What a job would do (``--dry-run``): planned here, nothing enqueued or recorded."""
     with redis_errors(queue_url(settings)):
-        plan = _plan(settings, connection, paths, groups, tags)
+        plan = _plan(settings, connection, paths, groups, tags, record=False)
     report = plan.report
     report.dry_run = True
     report.added = sum(1 for p in plan.files if p.kind == "add")
@@ -380,7 +367,7 @@ def submit(
     connection: Redis,
     paths: Sequence[str | Path],
     groups: Sequence[str] | None,
-    tags: Sequence[str],
+    tags: Sequence[str] | None,
     *,
     task_timeout_s: int = TASK_TIMEOUT_S,
 ) -> Submitted:
@@ -389,7 +376,7 @@ def submit(
     url = queue_url(settings)
     created = time.time()
     with redis_errors(url):
-        plan = _plan(settings, connection, paths, groups, tags)
+        plan = _plan(settings, connection, paths, groups, tags, record=True)
     job_id = uuid.uuid4().hex
     name = settings.queue.name
     keys = _Keys.of(name, job_id)
@@ -960,6 +947,8 @@ def report_from_dict(raw: dict[str, Any]) -> IngestReport:
         deleted=int(raw.get("deleted", 0)),
         chunks_written=int(raw.get("chunks_written", 0)),
         failed=[Failure(f["source"], f["reason"]) for f in raw.get("failed", [])],
+        admin_only=int(raw.get("admin_only", 0)),
+        warnings=[str(w) for w in raw.get("warnings", [])],
         dry_run=bool(raw.get("dry_run", False)),
         seconds=float(raw.get("seconds", 0.0)),
         stage_seconds={k: float(v) for k, v in raw.get("stage_seconds", {}).items()},
@@ -973,5 +962,7 @@ def _merge(total: IngestReport, part: IngestReport) -> None:
     total.deleted += part.deleted
     total.chunks_written += part.chunks_written
     total.failed += part.failed
+    total.admin_only += part.admin_only
+    total.warnings += part.warnings
     for stage, seconds in part.stage_seconds.items():
         total.stage_seconds[stage] = total.stage_seconds.get(stage, 0.0) + seconds

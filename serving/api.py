@@ -15,7 +15,6 @@ from it).
 from __future__ import annotations
 
 import logging
-import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -24,24 +23,34 @@ from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
+from urllib.parse import quote
 
 from fastapi import Depends, FastAPI, File, Form, Query, Request, Response, UploadFile
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse, StreamingResponse
+from fastapi.responses import StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from backends.container import Container, build_container
-from backends.registry import RegisteredDocument
+from backends.registry import RegisteredDocument, iso_time
 from core.errors import ConfigError, EnclaveError, InputError, LLMUnavailableError, NotFoundError
 from core.logging import request_id_var
 from core.settings import Settings
 from core.types import Citation, Hit, Principal
+from ingest.access import Change
 from ingest.pipeline import Ingestor, source_of, walk_files
 from serving.answering import Answerer, Completed, Retrieved, Router, Token
 from serving.db import ApiKey, AppDatabase, AuditEntry
 from serving.evaluation import latest_eval_record
+from serving.originals import (
+    chunks_of,
+    open_original,
+    private_dir,
+    safe_name,
+    save_upload,
+    unique_in,
+)
 from serving.retriever import build_retriever, hit_json
 from serving.usage import MAX_DAYS, usage_report, window_start
 from serving.web import (
@@ -149,6 +158,42 @@ class IngestRequest(BaseModel):
     tags: list[str] | None = None
 
 
+class AccessRuleRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    path: str = Field(
+        min_length=1,
+        max_length=2048,
+        description="A folder or file on the server (resolved), or a source id such as a URL.",
+    )
+    groups: list[str] = Field(
+        min_length=1, max_length=100, description="The groups that may read what lies under it."
+    )
+
+
+class AccessRuleOut(BaseModel):
+    prefix: str
+    groups: list[str]
+    origin: str = Field(description="`admin`, `upload`, or `upgrade` (kept from before rules).")
+    updated_at: str
+    updated_by: str
+    documents: int = Field(description="Registered documents this rule decides now.")
+
+
+class AccessRulesOut(BaseModel):
+    rules: list[AccessRuleOut]
+    pending: int = Field(
+        description="Documents whose groups still differ from their rule (an interrupted "
+        "change); the next change or `enclave access apply` fixes them."
+    )
+
+
+class AccessChangeOut(BaseModel):
+    prefix: str
+    before: list[str] | None = Field(description="The groups before; null: there was no rule.")
+    after: list[str] | None = Field(description="The groups now; null: the rule was removed.")
+    documents: int = Field(description="Documents whose groups changed.")
+
+
 class Readiness(BaseModel):
     status: Literal["ready", "unavailable"]
     checks: dict[str, str] = Field(description="`ok`, or why the store / the LLM is not ready.")
@@ -156,8 +201,8 @@ class Readiness(BaseModel):
 
 class ErrorDetail(BaseModel):
     type: str = Field(
-        description="invalid_request, unauthorized, forbidden, not_found, rate_limited, "
-        "llm_error, llm_unavailable, unavailable or internal_error."
+        description="invalid_request, unauthorized, forbidden, not_found, conflict, "
+        "too_large, rate_limited, llm_error, llm_unavailable, unavailable or internal_error."
     )
     message: str
     request_id: str = Field(description="Also the `X-Request-ID` response header.")
@@ -176,6 +221,9 @@ _ERRORS = {  # the error statuses routes document, all with an ErrorBody
     401: "No API key, or an invalid or revoked one.",
     403: "The endpoint needs an admin API key.",
     404: "No such resource that this key may read.",
+    409: "The resource changed since it was recorded (a source file edited on the server "
+    "after ingestion), or too many answers of this key are in progress.",
+    413: "The request body is over the configured limit.",
     422: "The request does not match this schema.",
     429: "Too many requests for this API key.",
     502: "The LLM refused the request (llm_error).",
@@ -229,7 +277,6 @@ class Services:
     jobs: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="ingest-job")
     )
-    upload_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def close(self) -> None:
         self.jobs.shutdown(wait=True, cancel_futures=True)
@@ -807,9 +854,12 @@ def create_app(
     # -- sources (any key, within its groups) -------------------------------------------------------
     @app.get("/v1/sources/{doc_id}", tags=["documents"], responses=errors(404, 422))
     def source(doc_id: str, services: ServicesDep, key: KeyDep) -> dict[str, Any]:
-        """A document the key may read: metadata and its chunks (to show a cited passage)."""
-        record = _readable(services, key.principal, doc_id)
-        chunks = services.container.store.chunks(doc_id)
+        """A document the key may read: metadata and its chunks (to show a cited passage).
+        Only chunks inside the key's groups are returned, even while a job rewrites them."""
+        principal = key.principal
+        record = _readable(services, principal, doc_id)
+        scope = None if principal.admin else principal.groups
+        chunks = services.container.store.chunks(doc_id, groups=scope)
         return {
             **record.as_dict(),
             "chunks": [
@@ -821,19 +871,30 @@ def create_app(
     @app.get(
         "/v1/sources/{doc_id}/file",
         tags=["documents"],
-        response_class=FileResponse,
-        responses=errors(404, 422),
+        response_class=StreamingResponse,
+        responses={
+            200: {
+                "description": "The original file, exactly as it was ingested.",
+                "content": {"application/octet-stream": {"schema": {"type": "string"}}},
+            },
+            **errors(404, 409, 422),
+        },
     )
-    def source_file(doc_id: str, services: ServicesDep, key: KeyDep) -> FileResponse:
-        """Download the original file of a document the key may read."""
+    def source_file(doc_id: str, services: ServicesDep, key: KeyDep) -> StreamingResponse:
+        """Download the original file of a document the key may read: the bytes that were
+        ingested (checked against their recorded SHA-256; a file changed since is a 409)."""
         record = _readable(services, key.principal, doc_id)
-        path = Path(record.document.source)
-        if not path.is_file():
-            raise NotFoundError(
-                f"the original file of document {doc_id} is no longer at {path.name} on the "
-                "server; ask an administrator to re-ingest it"
-            )
-        return FileResponse(path, media_type=record.document.mime_type, filename=path.name)
+        max_bytes = int(services.settings.ingest.max_file_mb * 1024 * 1024)
+        spool = open_original(record, max_bytes)
+        name = Path(record.document.source).name
+        return StreamingResponse(
+            chunks_of(spool),
+            media_type=record.document.mime_type or "application/octet-stream",
+            headers={
+                "Content-Disposition": _attachment(name),
+                "X-Content-Type-Options": "nosniff",
+            },
+        )
 
     # -- documents and jobs (admin) -----------------------------------------------------------------
     @app.get("/v1/documents", tags=["documents"], responses=errors(403))
@@ -858,38 +919,51 @@ def create_app(
         services: ServicesDep,
         key: AdminDep,
         files: Annotated[list[UploadFile], File(description="The files to ingest.", min_length=1)],
-        groups: Annotated[str | None, Form(description="Comma-separated groups.")] = None,
+        groups: Annotated[
+            str | None,
+            Form(
+                description="Comma-separated groups that may read the files (recorded as the "
+                "upload's access rule). Without: admins only."
+            ),
+        ] = None,
         tags: Annotated[str | None, Form(description="Comma-separated tags.")] = None,
     ) -> dict[str, Any]:
-        """Upload files and start an ingestion job; poll ``GET /v1/jobs/{id}``."""
+        """Upload files and start an ingestion job; poll ``GET /v1/jobs/{id}``. Each upload
+        is kept in a folder of its own (never sharing a path with another upload, whatever
+        the names) and removed with its documents."""
         limit = services.settings.api.max_upload_files
         if len(files) > limit:
             raise InputError(f"{len(files)} files in one upload; send at most {limit} per request")
         group_list = _split(groups, "groups")
-        tag_list = _split(tags, "tags") or []
-        folder = services.settings.data_dir.resolve() / "uploads"
-        folder.mkdir(parents=True, exist_ok=True)
+        tag_list = _split(tags, "tags")
+        names = [safe_name(upload.filename or "") for upload in files]
+        job_id = services.db.create_job(key.id, len(files))
+        folder = private_dir(services.settings.uploads_dir) / job_id
+        folder.mkdir(mode=0o700)
         max_bytes = int(services.settings.ingest.max_file_mb * 1024 * 1024)
         saved: list[Path] = []
         rejected: list[dict[str, str]] = []
-        with services.upload_lock:
-            for upload in files:
-                name = _safe_name(upload.filename or "")
-                target = folder / name
-                if not _save_upload(upload, target, max_bytes):
-                    rejected.append(
-                        {
-                            "source": name,
-                            "status": "failed",
-                            "reason": f"file is over the {services.settings.ingest.max_file_mb:g} "
-                            "MB limit (ENCLAVE_INGEST__MAX_FILE_MB)",
-                        }
-                    )
-                    continue
-                saved.append(target)
-        job_id = services.db.create_job(key.id, len(files))
+        for upload, name in zip(files, names, strict=True):
+            target = unique_in(folder, name)
+            if not save_upload(upload.file, target, max_bytes):
+                rejected.append(
+                    {
+                        "source": name,
+                        "status": "failed",
+                        "reason": f"file is over the {services.settings.ingest.max_file_mb:g} "
+                        "MB limit (ENCLAVE_INGEST__MAX_FILE_MB)",
+                    }
+                )
+                continue
+            saved.append(target)
+        if group_list is not None and saved:
+            services.ingestor.access.set_rule(
+                folder, group_list, key.principal.name, origin="upload"
+            )
         services.db.update_job(job_id, results=rejected, done_files=len(rejected))
-        services.jobs.submit(_run_job, services, job_id, saved, group_list, tag_list, rejected)
+        services.jobs.submit(
+            _run_job, services, job_id, saved, None, tag_list, rejected, key.principal.name
+        )
         return {"job_id": job_id, "status": "queued", "files": len(files)}
 
     @app.post("/v1/ingest", tags=["documents"], status_code=202, responses=errors(400, 403, 422))
@@ -899,9 +973,11 @@ def create_app(
         and documents whose files left the folder are deleted."""
         target = ingest_target(services.settings.api.ingest_roots, body.path)
         groups = _names(body.groups, "groups")
-        tags = _names(body.tags, "tags") or []
+        tags = _names(body.tags, "tags")
         job_id = services.db.create_job(key.id, 1 if target.is_file() else 0)
-        services.jobs.submit(_run_folder_job, services, job_id, target, groups, tags)
+        services.jobs.submit(
+            _run_job, services, job_id, [target], groups, tags, [], key.principal.name, folder=True
+        )
         return {"job_id": job_id, "status": "queued"}
 
     @app.get("/v1/jobs/{job_id}", tags=["documents"], responses=errors(403, 404, 422))
@@ -913,6 +989,57 @@ def create_app(
     def list_jobs(services: ServicesDep, _key: AdminDep) -> dict[str, Any]:
         """Recent ingestion jobs, newest first."""
         return {"jobs": [_job_json(j) for j in services.db.list_jobs()]}
+
+    # -- access rules (admin) -----------------------------------------------------------------
+    @app.get(
+        "/v1/access/rules",
+        tags=["access"],
+        response_model=AccessRulesOut,
+        responses=errors(403),
+    )
+    def list_access_rules(services: ServicesDep, _key: AdminDep) -> AccessRulesOut:
+        """Every access rule (prefix -> groups), with the documents each decides."""
+        access = services.ingestor.access
+        return AccessRulesOut(
+            rules=_rules_out(services),
+            pending=len(access.pending()),
+        )
+
+    @app.put(
+        "/v1/access/rules",
+        tags=["access"],
+        response_model=AccessChangeOut,
+        responses=errors(400, 403, 422),
+    )
+    def set_access_rule(
+        body: AccessRuleRequest, services: ServicesDep, key: AdminDep
+    ) -> AccessChangeOut:
+        """Let ``groups`` read everything under ``path``: recorded (with who changed it) and
+        applied to the registered documents at once, without re-embedding."""
+        groups = _names(body.groups, "groups") or []
+        change = services.ingestor.access.set_rule(body.path, groups, key.principal.name)
+        return AccessChangeOut(**_change(change))
+
+    @app.delete(
+        "/v1/access/rules",
+        tags=["access"],
+        response_model=AccessChangeOut,
+        responses=errors(400, 403, 404, 422),
+    )
+    def remove_access_rule(
+        services: ServicesDep,
+        key: AdminDep,
+        path: Annotated[str, Query(min_length=1, max_length=2048, description="The rule's path.")],
+    ) -> AccessChangeOut:
+        """Remove the rule at ``path``: its documents fall back to the next rule up, or to
+        admins only."""
+        change = services.ingestor.access.remove_rule(path, key.principal.name)
+        return AccessChangeOut(**_change(change))
+
+    @app.get("/v1/access/history", tags=["access"], responses=errors(403))
+    def access_history(services: ServicesDep, _key: AdminDep) -> dict[str, Any]:
+        """The latest 100 rule changes, newest first: who, when, before and after."""
+        return {"changes": services.container.registry.access_history()}
 
     # -- usage and quality (admin) --------------------------------------------------------------------
     @app.get("/v1/usage", tags=["admin"], responses=errors(400, 403, 422))
@@ -991,6 +1118,38 @@ def _readable(services: Services, principal: Principal, doc_id: str) -> Register
     return record
 
 
+def _rules_out(services: Services) -> list[AccessRuleOut]:
+    return [
+        AccessRuleOut(
+            prefix=r.prefix,
+            groups=list(r.groups),
+            origin=r.origin,
+            updated_at=iso_time(r.updated_at),
+            updated_by=r.updated_by,
+            documents=documents,
+        )
+        for r, documents in services.ingestor.access.listing()
+    ]
+
+
+def _change(change: Change) -> dict[str, Any]:
+    return {
+        "prefix": change.prefix,
+        "before": list(change.before) if change.before is not None else None,
+        "after": list(change.after) if change.after is not None else None,
+        "documents": change.documents,
+    }
+
+
+def _attachment(name: str) -> str:
+    """A Content-Disposition that names the download (RFC 6266, any characters)."""
+    quoted = quote(name)
+    if quoted == name:
+        return f'attachment; filename="{name}"'
+    ascii_name = name.encode("ascii", "replace").decode().replace('"', "_")
+    return f"attachment; filename=\"{ascii_name}\"; filename*=utf-8''{quoted}"
+
+
 def ingest_target(roots: list[Path], raw: str) -> Path:
     """The resolved file or folder ``raw`` names, if it lies inside one of ``roots``
     (links resolved); otherwise an :class:`InputError` that says why."""
@@ -1000,6 +1159,8 @@ def ingest_target(roots: list[Path], raw: str) -> Path:
             'of the folders it may read (e.g. ["/srv/docs"]), or upload the files instead'
         )
     allowed = [root.expanduser().resolve() for root in roots]
+    if "\x00" in raw:
+        raise InputError("the path contains a NUL byte; name the folder or file again")
     try:
         target = Path(raw).expanduser().resolve()
     except (OSError, RuntimeError) as exc:  # a link loop
@@ -1029,33 +1190,6 @@ def _names(values: list[str] | None, what: str) -> list[str] | None:
 def _split(value: str | None, what: str) -> list[str] | None:
     """:func:`_names` of a comma-separated form field."""
     return None if value is None else _names(value.split(","), what)
-
-
-def _safe_name(name: str) -> str:
-    """A file name safe to write under the uploads folder (no path, no control chars)."""
-    base = name.replace("\\", "/").rsplit("/", 1)[-1]
-    cleaned = "".join(ch if ch.isprintable() and ch not in '<>:"|?*' else "_" for ch in base)
-    cleaned = cleaned.strip(" .")[:200]
-    if not cleaned:
-        raise InputError(f"upload file name {name!r} is empty or invalid; name the file")
-    return cleaned
-
-
-def _save_upload(upload: UploadFile, target: Path, max_bytes: int) -> bool:
-    """Copy an upload to ``target`` atomically; False (nothing written) when over the limit."""
-    partial = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.part")
-    size = 0
-    with partial.open("wb") as out:
-        while block := upload.file.read(1 << 20):
-            size += len(block)
-            if size > max_bytes:
-                break
-            out.write(block)
-    if size > max_bytes:
-        partial.unlink(missing_ok=True)
-        return False
-    partial.replace(target)
-    return True
 
 
 class _JobProgress:
@@ -1089,18 +1223,22 @@ def _run_job(
     job_id: str,
     paths: list[Path],
     groups: list[str] | None,
-    tags: list[str],
+    tags: list[str] | None,
     rejected: list[dict[str, str]],
+    actor: str,
     *,
     folder: bool = False,
 ) -> None:
-    """Ingest ``paths`` and record per-file results: uploads (named by file name), or with
-    ``folder`` server paths (each file under them, named by its full path)."""
+    """Ingest ``paths`` and record per-file results: uploads (named by file name; a file
+    that failed is removed from the upload's folder), or with ``folder`` server paths
+    (each file under them, named by its full path)."""
     db = services.db
     try:
         db.update_job(job_id, status="running")
         progress = _JobProgress(services, job_id, len(rejected))
-        report = services.ingestor.run(paths, groups=groups, tags=tags, progress=progress)
+        report = services.ingestor.run(
+            paths, groups=groups, tags=tags, progress=progress, actor=actor
+        )
         failed = {f.source: f.reason for f in report.failed}
         results = list(rejected)
         files: list[tuple[str, str]] = []  # (source, shown as)
@@ -1110,6 +1248,8 @@ def _run_job(
             else:
                 source = source_of(path.resolve())
                 files.append((source, source if folder else path.name))
+                if not folder and source in failed:
+                    services.ingestor.discard_upload(path)
         for source, shown in files:
             if source in failed:
                 results.append({"source": shown, "status": "failed", "reason": failed.pop(source)})
@@ -1135,6 +1275,7 @@ def _run_job(
             done_files=len(results),
             chunks=report.chunks_written,
             results=results,
+            warnings=report.warnings,
         )
     except Exception as exc:
         logger.exception("ingestion job %s failed", job_id)
@@ -1144,37 +1285,6 @@ def _run_job(
             else f"internal error ({exc.__class__.__name__})"
         )
         db.update_job(job_id, status="failed", error=message)
-
-
-def _run_folder_job(
-    services: Services, job_id: str, target: Path, groups: list[str] | None, tags: list[str]
-) -> None:
-    """Ingest a server file or folder. Links inside the folder that lead outside the ingest
-    roots are reported as failed, not read; then the other files are ingested one by one
-    (so documents whose files left the folder are not deleted on that run)."""
-    paths = [target]
-    rejected: list[dict[str, str]] = []
-    try:
-        if target.is_dir():
-            roots = [r.expanduser().resolve() for r in services.settings.api.ingest_roots]
-            files = list(walk_files(target))
-            outside = {f for f in files if not any(f.resolve().is_relative_to(r) for r in roots)}
-            if outside:
-                rejected = [
-                    {
-                        "source": source_of(f),
-                        "status": "failed",
-                        "reason": "links outside ENCLAVE_API__INGEST_ROOTS; not ingested",
-                    }
-                    for f in files
-                    if f in outside
-                ]
-                paths = [f for f in files if f not in outside]
-    except OSError as exc:
-        logger.exception("ingestion job %s failed", job_id)
-        services.db.update_job(job_id, status="failed", error=f"cannot read {target}: {exc}")
-        return
-    _run_job(services, job_id, paths, groups, tags, rejected, folder=True)
 
 
 def _job_json(job: Any) -> dict[str, Any]:
@@ -1188,4 +1298,5 @@ def _job_json(job: Any) -> dict[str, Any]:
         "chunks": job.chunks,
         "results": job.results,
         "error": job.error,
+        "warnings": job.warnings,
     }

@@ -138,6 +138,7 @@ jobs = Table(
     Column("chunks", Integer, nullable=False),
     Column("results", Text, nullable=False),
     Column("error", Text, nullable=True),
+    Column("warnings", Text, nullable=True),  # JSON list of sentences
 )
 
 
@@ -205,6 +206,7 @@ class Job:
     chunks: int
     results: list[dict[str, Any]]  # per file: {"source", "status", "reason"?}
     error: str | None
+    warnings: list[str]
 
 
 class AppDatabase:
@@ -539,6 +541,7 @@ class AppDatabase:
         chunks: int | None = None,
         results: list[dict[str, Any]] | None = None,
         error: str | None = None,
+        warnings: list[str] | None = None,
     ) -> None:
         """Change the given fields of a job (and its ``updated_at``)."""
         if status is not None and status not in get_args(JobStatus):
@@ -550,6 +553,7 @@ class AppDatabase:
             "chunks": chunks,
             "results": None if results is None else json.dumps(results, ensure_ascii=False),
             "error": error,
+            "warnings": None if warnings is None else json.dumps(warnings, ensure_ascii=False),
         }
         values = {name: value for name, value in given.items() if value is not None}
         values["updated_at"] = time.time()
@@ -715,4 +719,5 @@ def _job_from_row(row: Any) -> Job:
         chunks=int(row["chunks"]),
         results=list(json.loads(row["results"])),
         error=None if row["error"] is None else str(row["error"]),
+        warnings=list(json.loads(row["warnings"])) if row.get("warnings") else [],
     )

@@ -38,7 +38,7 @@ def session_key(settings: Settings, groups: list[str]) -> str:
 def run_stack(
     settings: Settings, console: Console, kb: Path, host: str, api_port: int, ui_port: int
 ) -> None:
-    key = session_key(settings, settings.ingest.default_groups)
+    key = session_key(settings, [])
     api_url = f"http://{host}:{api_port}"
     ui_url = f"http://{host}:{ui_port}"
     env = dict(os.environ)

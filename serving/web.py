@@ -7,6 +7,7 @@ the status code chosen here, in one place:
     (no or wrong API key)      401 unauthorized
     AccessDeniedError          403 forbidden
     NotFoundError              404 not_found
+    ConflictError              409 conflict
     (method not allowed)       405 method_not_allowed + Allow (every method of the path)
     (request schema)           422 invalid_request
     (rate limit)               429 rate_limited   + Retry-After
@@ -37,6 +38,7 @@ from starlette.routing import Match
 from core.errors import (
     AccessDeniedError,
     ConfigError,
+    ConflictError,
     DocumentError,
     EnclaveError,
     InputError,
@@ -55,6 +57,7 @@ _STATUS: list[tuple[type[EnclaveError], int, str]] = [
     (DocumentError, 400, "invalid_request"),
     (AccessDeniedError, 403, "forbidden"),
     (NotFoundError, 404, "not_found"),
+    (ConflictError, 409, "conflict"),
     (ModelError, 502, "llm_error"),
     (LLMUnavailableError, 503, "llm_unavailable"),
     (StoreError, 503, "unavailable"),

@@ -7,8 +7,11 @@ from typing import Any
 
 import pytest
 
+from sqlalchemy import text
+
 from backends.container import Container, build_container
-from backends.registry import RegisteredDocument
+from backends.registry import RegisteredDocument, Registry, make_engine
+from core.errors import InputError
 from core.protocols import Embedder
 from core.settings import Settings
 from ingest.parse import Parser
@@ -96,30 +99,136 @@ def test_ingesting_one_file_never_deletes_its_siblings(
     assert len(container.registry.all()) == 4
 
 
-def test_groups_from_flag_folder_mapping_and_default(embedder: Embedder, tmp_path: Path) -> None:
+def groups_by_name(container: Container) -> dict[str, tuple[str, ...]]:
+    return {Path(r.document.source).name: r.document.groups for r in container.registry.all()}
+
+
+def test_groups_come_from_access_rules_and_a_parent_sync_keeps_them(
+    container: Container, tmp_path: Path
+) -> None:
     kb = make_kb(tmp_path / "kb")
-    settings = Settings(
-        data_dir=tmp_path / "data",
-        ingest={"folder_groups": {str(kb / "hr"): ["hr"]}, "default_groups": ["staff"]},
-    )
-    container = build_container(settings, embedder=embedder)
+    Ingestor(container).run([kb / "hr"], groups=["hr"])
+    # the routine sync of the parent folder, without --groups (compose's ingest job)
+    report = Ingestor(container).run([kb])
+    assert groups_by_name(container) == {
+        "leave.md": (),  # no rule covers it: admins only (fail closed), with a warning
+        "security.docx": (),
+        "expenses.pdf": ("hr",),
+        "travel.md": ("hr",),
+    }
+    assert report.admin_only == 2
+    assert "enclave access set" in report.warnings[0]
+    assert "leave.md" in report.warnings[0] or "security.docx" in report.warnings[0]
+    for chunk in _chunks_of(container, kb / "hr" / "travel.md"):
+        assert chunk.groups == ("hr",)  # the store's payload too, not only the registry
+    for chunk in _chunks_of(container, kb / "leave.md"):
+        assert chunk.groups == ()
+
+    # a rule on the parent shares the rest; the more specific hr rule still wins
+    change = Ingestor(container).access.set_rule(kb, ["staff"], "test")
+    assert (change.before, change.after, change.documents) == (None, ("staff",), 2)
+    assert groups_by_name(container) == {
+        "leave.md": ("staff",),
+        "security.docx": ("staff",),
+        "expenses.pdf": ("hr",),
+        "travel.md": ("hr",),
+    }
+    assert Ingestor(container).run([kb]).warnings == []
+
+    # --groups on a file records its rule and changes access without re-embedding; tags
+    # given once stay until other tags are given
+    report = Ingestor(container).run([kb / "leave.md"], groups=["board", "hr"], tags=["x"])
+    assert (report.updated, report.chunks_written) == (1, 0)
+    Ingestor(container).run([kb])
+    for chunk in _chunks_of(container, kb / "leave.md"):
+        assert (chunk.groups, chunk.tags) == (("board", "hr"), ("x",))
+
+    # removing a rule falls back to the next one up; every change is in the history
+    Ingestor(container).access.remove_rule(str(kb / "hr"), "test")
+    assert groups_by_name(container)["travel.md"] == ("staff",)
+    history = container.registry.access_history()
+    assert [(h["prefix"], h["before"], h["after"]) for h in history] == [
+        (source_of((kb / "hr").resolve()), ["hr"], None),
+        (source_of((kb / "leave.md").resolve()), None, ["board", "hr"]),
+        (source_of(kb.resolve()), None, ["staff"]),
+        (source_of((kb / "hr").resolve()), None, ["hr"]),
+    ]
+    assert history[0]["actor"] == "test" and history[0]["documents"] == 2
+
+
+def test_a_group_name_no_key_could_hold_is_refused(container: Container, tmp_path: Path) -> None:
+    kb = make_kb(tmp_path / "kb")
+    with pytest.raises(InputError, match="'hr team'"):
+        Ingestor(container).run([kb], groups=["hr team"])
+    assert container.registry.all() == [] and container.registry.rules() == []
+
+
+def test_symbolic_links_never_carry_another_folders_file(
+    embedder: Embedder, tmp_path: Path
+) -> None:
+    kb = make_kb(tmp_path / "kb")
+    (kb / "dev").mkdir()
+    write_md(kb / "dev" / "build.md", sample_spec("security"))
+    (kb / "dev" / "pay.md").symlink_to(kb / "hr" / "travel.md")  # an hr file, from dev
+    outside = tmp_path / "outside"
+    write_md(outside / "elsewhere.md", sample_spec("leave"))
+    (kb / "dev" / "out.md").symlink_to(outside / "elsewhere.md")
+    for follow in (False, True):
+        settings = Settings(data_dir=tmp_path / f"data-{follow}", ingest={"follow_links": follow})
+        container = build_container(settings, embedder=embedder)
+        try:
+            ingestor = Ingestor(container)
+            ingestor.run([kb / "hr"], groups=["hr"])
+            report = ingestor.run([kb / "dev"], groups=["dev"])
+            failed = {Path(f.source).name: f.reason for f in report.failed}
+            assert "symbolic link" in failed["pay.md"]  # never ingested with dev's groups
+            assert "symbolic link" in failed["out.md"]
+            # naming the link itself does not re-group the hr file either
+            named = ingestor.run([kb / "dev" / "pay.md"], groups=["dev"])
+            if not follow:
+                assert "symbolic link" in named.failed[0].reason
+            assert groups_by_name(container) == {
+                "expenses.pdf": ("hr",),
+                "travel.md": ("hr",),
+                "build.md": ("dev",),
+            }, follow
+            for record in container.registry.all():
+                assert "/dev/pay.md" not in record.document.source
+            # a parent sync: with links followed, a link inside the folder leads to the
+            # target, ingested once under its own rules (hr), never under the link's
+            report = ingestor.run([kb])
+            assert groups_by_name(container)["travel.md"] == ("hr",)
+            sources = [r.document.source for r in container.registry.all()]
+            assert len(sources) == len(set(sources)) == 5
+            assert ("out.md" in {Path(f.source).name for f in report.failed}) is True
+        finally:
+            container.close()
+
+
+def test_an_upgraded_database_keeps_every_documents_groups(
+    container: Container, tmp_path: Path
+) -> None:
+    kb = make_kb(tmp_path / "kb")
+    Ingestor(container).run([kb / "hr"], groups=["hr"])
+    Ingestor(container).run([kb / "leave.md"], groups=["staff"])
+    before = groups_by_name(container)
+    url = container.settings.database_url
+    engine = make_engine(url)
+    with engine.begin() as conn:  # a database from before access rules existed
+        conn.execute(text("DROP TABLE access_rules"))
+    engine.dispose()
+    upgraded = Registry(url)
     try:
-        Ingestor(container).run([kb])
-        groups = {Path(r.document.source).name: r.document.groups for r in container.registry.all()}
-        assert groups == {
-            "leave.md": ("staff",),
-            "security.docx": ("staff",),
-            "expenses.pdf": ("hr",),
-            "travel.md": ("hr",),
+        rules = {Path(r.prefix).name: (r.groups, r.origin) for r in upgraded.rules()}
+        assert rules == {
+            "expenses.pdf": (("hr",), "upgrade"),
+            "travel.md": (("hr",), "upgrade"),
+            "leave.md": (("staff",), "upgrade"),
         }
-        # re-running with --groups changes access without re-embedding
-        report = Ingestor(container).run([kb / "leave.md"], groups=["board", "hr"], tags=["x"])
-        assert (report.updated, report.chunks_written) == (1, 0)
-        for chunk in _chunks_of(container, kb / "leave.md"):
-            assert chunk.groups == ("board", "hr")
-            assert chunk.tags == ("x",)
     finally:
-        container.close()
+        upgraded.close()
+    assert Ingestor(container).run([kb / "hr", kb / "leave.md"]).updated == 0
+    assert groups_by_name(container) == before
 
 
 def test_dry_run_reports_without_writing(container: Container, tmp_path: Path) -> None:

@@ -13,12 +13,12 @@ def test_nested_environment_variables_override_defaults(
 ) -> None:
     monkeypatch.setenv("ENCLAVE_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("ENCLAVE_INGEST__CHUNK_TOKENS", "120")
-    monkeypatch.setenv("ENCLAVE_INGEST__DEFAULT_GROUPS", '["staff", "hr"]')
+    monkeypatch.setenv("ENCLAVE_INGEST__FOLLOW_LINKS", "true")
     monkeypatch.setenv("ENCLAVE_STORE__API_KEY", "s3cret")
     s = Settings()
     assert s.data_dir == tmp_path
     assert s.ingest.chunk_tokens == 120
-    assert s.ingest.default_groups == ["staff", "hr"]
+    assert s.ingest.follow_links is True
     assert s.store.engine == "edge"
     assert s.store_path == tmp_path / "edge"
     monkeypatch.setenv("ENCLAVE_STORE__ENGINE", "local")
@@ -32,9 +32,16 @@ def test_overlap_must_be_smaller_than_chunk_size() -> None:
         Settings(ingest={"chunk_tokens": 64, "chunk_overlap": 64})
 
 
-def test_default_groups_cannot_be_empty() -> None:
-    with pytest.raises(ValidationError, match="default_groups"):
-        Settings(ingest={"default_groups": [" "]})
+@pytest.mark.parametrize("removed", ["DEFAULT_GROUPS", "FOLDER_GROUPS"])
+def test_implicit_group_settings_are_refused_with_the_way_to_rules(
+    monkeypatch: pytest.MonkeyPatch, removed: str
+) -> None:
+    # groups come from access rules only: an old setting that gave groups implicitly must
+    # not be ignored silently (documents would quietly become admin-only)
+    monkeypatch.setenv(f"ENCLAVE_INGEST__{removed}", '["everyone"]')
+    with pytest.raises(ValidationError, match=f"ENCLAVE_INGEST__{removed}") as err:
+        Settings()
+    assert "enclave access set" in str(err.value)
 
 
 def test_configuration_table_lists_every_setting_with_a_description() -> None:
