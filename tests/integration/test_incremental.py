@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from sqlalchemy import text
 
 from backends.container import Container, build_container
@@ -153,14 +152,15 @@ def test_groups_come_from_access_rules_and_a_parent_sync_keeps_them(
         (source_of(kb.resolve()), None, ["staff"]),
         (source_of((kb / "hr").resolve()), None, ["hr"]),
     ]
-    assert history[0]["actor"] == "test" and history[0]["documents"] == 2
+    assert (history[0]["actor"], history[0]["documents"]) == ("test", 2)
 
 
 def test_a_group_name_no_key_could_hold_is_refused(container: Container, tmp_path: Path) -> None:
     kb = make_kb(tmp_path / "kb")
     with pytest.raises(InputError, match="'hr team'"):
         Ingestor(container).run([kb], groups=["hr team"])
-    assert container.registry.all() == [] and container.registry.rules() == []
+    assert container.registry.all() == []
+    assert container.registry.rules() == []
 
 
 def test_symbolic_links_never_carry_another_folders_file(
