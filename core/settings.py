@@ -351,6 +351,25 @@ class ApiSettings(BaseModel):
         120, ge=1, description="Requests per minute per API key (then 429 with `Retry-After`)."
     )
     max_upload_files: int = Field(100, ge=1, description="Files per upload request.")
+    max_upload_mb: float = Field(
+        512.0, gt=0, description="Largest upload request (all its files together), in MB (413)."
+    )
+    max_body_kb: int = Field(
+        1024, ge=16, description="Largest body of any other request, in KB (then 413)."
+    )
+    max_answers_per_key: int = Field(
+        4,
+        ge=1,
+        description="Answers (streamed or not) one API key may have in progress at once (429).",
+    )
+    auth_failures_per_minute: int = Field(
+        20,
+        ge=1,
+        description=(
+            "Failed sign-ins (unknown or revoked keys) per client address and minute; then "
+            "that address gets 429 without its key being checked."
+        ),
+    )
     redact_audit: bool = Field(
         False,
         description="Replace e-mail addresses, phone, IBAN and card numbers in the audit log.",

@@ -44,6 +44,7 @@ import json
 import logging
 import threading
 import time
+import traceback
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -55,9 +56,10 @@ from urllib.parse import urlsplit
 import redis
 from redis import Redis
 from rq import Queue, Retry, SimpleWorker
-from rq.exceptions import NoSuchJobError
+from rq.exceptions import DeserializationError, NoSuchJobError
 from rq.job import Dependency, Job, JobStatus, get_current_job
 from rq.registry import StartedJobRegistry
+from rq.serializers import JSONSerializer
 from rq.timeouts import JobTimeoutException, UnixSignalDeathPenalty
 from rq.worker import WorkerStatus
 
@@ -433,7 +435,7 @@ def submit(
                 pipe.expire(keys.record, KEEP_S)
             pipe.execute()
         if tasks:
-            queue = Queue(name, connection=connection)
+            queue = task_queue(name, connection)
             jobs = queue.enqueue_many(calls)
             last = _call(
                 finish_job,
@@ -448,6 +450,13 @@ def submit(
         "job %s: %d files in %d tasks on queue %s", job_id, len(plan.files), len(tasks), name
     )
     return Submitted(job_id, len(plan.files), len(tasks))
+
+
+def task_queue(name: str, connection: Redis) -> Queue:
+    """The RQ queue of ingestion tasks. Tasks travel as JSON, never pickled: whoever can
+    write to Redis must not be able to make a worker run code (and a worker runs only the
+    task functions of this module, :data:`TASKS`)."""
+    return Queue(name, connection=connection, serializer=JSONSerializer)
 
 
 def _call(
@@ -513,7 +522,7 @@ def wait(
     name = settings.queue.name
     keys = _Keys.of(name, job_id)
     with redis_errors(url):
-        queue = Queue(name, connection=connection)
+        queue = task_queue(name, connection)
         started = last_cleanup = time.monotonic()
         seen_files = seen_chunks = 0
         hinted = False
@@ -573,7 +582,7 @@ def _workers(queue: Queue) -> int:
 def _check_finish(connection: Redis, keys: _Keys, record: dict[str, str]) -> None:
     """The final task failed for good (it raised every time): end the job with its error."""
     try:
-        finish = Job.fetch(record["finish_id"], connection=connection)
+        finish = Job.fetch(record["finish_id"], connection=connection, serializer=JSONSerializer)
     except NoSuchJobError:
         return
     if finish.get_status() != JobStatus.FAILED:
@@ -813,7 +822,7 @@ class TaskRunner:
 
     def _lost(self, task_id: str) -> str:
         try:
-            job = Job.fetch(task_id, connection=self.connection)
+            job = Job.fetch(task_id, connection=self.connection, serializer=JSONSerializer)
         except NoSuchJobError:
             return "its task's record expired before the job ended; run `enclave ingest` again"
         return f"its task failed: {_failure_text(job)}; run `enclave ingest` again"
@@ -876,6 +885,10 @@ def finish_job(job_id: str) -> dict[str, Any]:
     return _runner.get().finish_job(job_id)
 
 
+TASKS = frozenset(f"{__name__}.{f.__name__}" for f in (ingest_files, apply_changes, finish_job))
+"""The only functions a worker runs (RQ names a task's function in its Redis record)."""
+
+
 class _TaskDeathPenalty(UnixSignalDeathPenalty):
     """RQ's SIGALRM time limit, raising :class:`TaskTimedOut` instead of RQ's
     ``JobTimeoutException`` (an ``Exception``)."""
@@ -896,6 +909,7 @@ class IngestWorker(SimpleWorker):
     death_penalty_class = _TaskDeathPenalty
 
     def __init__(self, *args: Any, heartbeat_s: float = HEARTBEAT_S, **kwargs: Any) -> None:
+        kwargs.setdefault("serializer", JSONSerializer)
         self._beat_s = heartbeat_s
         kwargs.setdefault("job_monitoring_interval", max(int(heartbeat_s), 1))
         kwargs.setdefault("worker_ttl", max(heartbeat_ttl(heartbeat_s), 60))
@@ -904,6 +918,26 @@ class IngestWorker(SimpleWorker):
 
     def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
         return heartbeat_ttl(self._beat_s)
+
+    def perform_job(self, job: Job, queue: Queue, execution: Execution) -> bool:
+        """Run the job if it calls one of :data:`TASKS`; fail it otherwise (a job that is
+        not JSON, such as a pickled one, included: it is never unpickled)."""
+        try:
+            func_name: str | None = job.func_name
+        except DeserializationError:
+            func_name = None
+        if func_name not in TASKS:
+            what = repr(func_name) if func_name else "a job that is not JSON"
+            logger.error("refused job %s: %s is not an ingestion task", job.id, what)
+            try:
+                raise QueueError(f"refused: {what} is not an Enclave ingestion task")
+            except QueueError:
+                job.retries_left = 0
+                self.handle_job_failure(
+                    job, queue, exc_string=traceback.format_exc(), execution=execution
+                )
+            return False
+        return bool(super().perform_job(job, queue, execution))
 
     def execute_job(self, job: Job, queue: Queue) -> None:
         execution = self.prepare_execution(job)

@@ -21,6 +21,9 @@ FILTER_FIELDS = {
     "modified_after": "ISO date/time (2026-01-31, 2026-01-31T12:00:00+01:00) or Unix seconds",
     "modified_before": "ISO date/time or Unix seconds",
 }
+MAX_FILTER_VALUES = 100
+"""Alternatives one filter field may list (each becomes a condition of the store query)."""
+MAX_FILTER_CHARS = 2048
 
 
 def parse_filter_args(items: Sequence[str]) -> dict[str, list[str]]:
@@ -47,9 +50,18 @@ def build_filter(
         if key not in FILTER_FIELDS:
             raise InputError(f"unknown filter field {key!r}; use one of {', '.join(FILTER_FIELDS)}")
         items = (raw,) if isinstance(raw, str) else tuple(raw)
+        if len(items) > MAX_FILTER_VALUES:
+            raise InputError(
+                f"filter field {key!r} lists {len(items)} values; give at most "
+                f"{MAX_FILTER_VALUES} (or filter on a tag instead)"
+            )
         cleaned = tuple(str(v).strip() for v in items if str(v).strip())
         if not cleaned:
             raise InputError(f"filter field {key!r} has no value")
+        if any(len(v) > MAX_FILTER_CHARS for v in cleaned):
+            raise InputError(
+                f"a value of filter field {key!r} is over {MAX_FILTER_CHARS} characters"
+            )
         values[key] = cleaned
     return SearchFilter(
         groups=groups,

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+import weakref
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -55,6 +56,9 @@ from serving.retriever import build_retriever, hit_json
 from serving.usage import MAX_DAYS, usage_report, window_start
 from serving.web import (
     ApiError,
+    BodyLimit,
+    FailureThrottle,
+    InFlight,
     Metrics,
     RateLimiter,
     RequestContext,
@@ -70,6 +74,7 @@ T = TypeVar("T")
 AUTO_MODEL = "enclave"
 """The model name that lets Enclave's router choose (``/v1/chat/completions``)."""
 MAX_QUESTION_SCHEMA = 100_000  # hard schema cap; the configured limit is checked with a clear 400
+MAX_MESSAGES = 200  # chat history a request may carry
 
 
 # -- schemas -------------------------------------------------------------------------------
@@ -134,7 +139,12 @@ class ChatMessage(BaseModel):
 class ChatRequest(BaseModel):
     model_config = ConfigDict(extra="allow", strict=True)  # OpenAI clients send many fields
     model: str = Field(AUTO_MODEL, description=f"A model from /v1/models; `{AUTO_MODEL}` routes.")
-    messages: list[ChatMessage] = Field(min_length=1)
+    messages: list[ChatMessage] = Field(
+        min_length=1,
+        max_length=MAX_MESSAGES,
+        description=f"At most {MAX_MESSAGES}; the last user message is the question and only "
+        "the latest turns before it (ENCLAVE_LLM__HISTORY_TURNS) are used.",
+    )
     stream: bool = False
 
 
@@ -274,6 +284,8 @@ class Services:
     limiter: RateLimiter
     answerer: Answerer
     ingestor: Ingestor
+    sign_ins: FailureThrottle
+    answering: InFlight
     jobs: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="ingest-job")
     )
@@ -303,6 +315,8 @@ def build_services(
         limiter=RateLimiter(settings.api.rate_limit_per_minute),
         answerer=Answerer(retriever, router, settings.llm),
         ingestor=Ingestor(container),
+        sign_ins=FailureThrottle(settings.api.auth_failures_per_minute),
+        answering=InFlight(settings.api.max_answers_per_key),
     )
 
 
@@ -319,10 +333,13 @@ BEARER = HTTPBearer(auto_error=False, description="An API key (`enclave keys cre
 
 
 def authenticate(
+    request: Request,
     services: ServicesDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)],
 ) -> ApiKey:
     token = credentials.credentials.strip() if credentials else ""
+    client = request.client.host if request.client else "unknown"
+    services.sign_ins.check(client)
     if not token:
         raise ApiError(
             401,
@@ -333,6 +350,7 @@ def authenticate(
         )
     key = services.db.authenticate(token)
     if key is None:
+        services.sign_ins.failed(client)
         raise ApiError(
             401,
             "unauthorized",
@@ -356,8 +374,8 @@ AdminDep = Annotated[ApiKey, Depends(require_admin)]
 
 
 # -- presenting ----------------------------------------------------------------------------
-def passages_json(hits: tuple[Hit, ...]) -> list[dict[str, Any]]:
-    return [{"n": n, **hit_json(h)} for n, h in enumerate(hits, 1)]
+def passages_json(hits: tuple[Hit, ...], principal: Principal) -> list[dict[str, Any]]:
+    return [{"n": n, **hit_json(h, scores=principal.admin)} for n, h in enumerate(hits, 1)]
 
 
 def usage_json(done: Completed) -> dict[str, int]:
@@ -397,6 +415,8 @@ class AnswerSession:
         self.question = question
         self.conversation_id = conversation_id
         self.started = time.perf_counter()
+        self.release = services.answering.acquire(key.id)  # ended by finish or fail
+        weakref.finalize(self, self.release)  # or when a stream never started is dropped
         self.events = services.answerer.run(
             question,
             key.principal,
@@ -428,6 +448,7 @@ class AnswerSession:
                 raise AssertionError("answer ended without completing")
 
     def finish(self, done: Completed) -> None:
+        self.release()
         s = self.services
         s.metrics.observe_stages(done.timings)
         s.metrics.tokens.labels(done.answer.model, "prompt").inc(done.usage.prompt_tokens)
@@ -445,6 +466,7 @@ class AnswerSession:
 
     def fail(self, status: str) -> None:
         """Audit an answer that failed or was cancelled, with what was written so far."""
+        self.release()
         self.events.close()
         self.audit(status, "".join(self.pieces), None)
 
@@ -546,7 +568,8 @@ def create_app(
         redoc_url=None,
     )
     install_error_handlers(app)
-    app.add_middleware(RequestContext, metrics=app_metrics)
+    app.add_middleware(BodyLimit, limit_for=_body_limit(settings))
+    app.add_middleware(RequestContext, metrics=app_metrics)  # outermost: ids on every reply
 
     # -- health ------------------------------------------------------------------------------
     @app.get("/healthz", tags=["health"])
@@ -560,8 +583,9 @@ def create_app(
         response_model=Readiness,
         responses={503: {"model": Readiness, "description": "Not ready: `checks` says why."}},
     )
-    def readyz(services: ServicesDep, response: Response) -> dict[str, Any]:
-        """Readiness: the store and the default LLM are reachable."""
+    def readyz(request: Request, services: ServicesDep, response: Response) -> dict[str, Any]:
+        """Readiness: the store and the default LLM are reachable. Why one is not (which may
+        name internal addresses) is shown to an admin key only; others read `unavailable`."""
         checks: dict[str, str] = {}
         try:
             services.container.store.count()
@@ -576,6 +600,12 @@ def create_app(
             checks["llm"] = str(exc)
         ready = all(v == "ok" for v in checks.values())
         response.status_code = 200 if ready else 503
+        if not ready:
+            for name, why in checks.items():
+                if why != "ok":
+                    logger.warning("not ready: %s: %s", name, why)
+            if not _admin_asks(request, services):
+                checks = {k: v if v == "ok" else "unavailable" for k, v in checks.items()}
         return {"status": "ready" if ready else "unavailable", "checks": checks}
 
     @app.get(
@@ -644,7 +674,7 @@ def create_app(
                 return [
                     sse(
                         {
-                            "passages": passages_json(event.passages),
+                            "passages": passages_json(event.passages, key.principal),
                             "model": event.model,
                             "query": event.query,
                             "conversation_id": conversation_id,
@@ -693,7 +723,7 @@ def create_app(
             ),
             redact_pii=services.settings.api.redact_audit,
         )
-        return {"hits": [hit_json(h) for h in hits]}
+        return {"hits": [hit_json(h, scores=key.principal.admin) for h in hits]}
 
     # -- OpenAI-compatible ------------------------------------------------------------------------
     @app.get("/v1/models", tags=["openai"], responses=errors())
@@ -763,7 +793,7 @@ def create_app(
                 ],
                 "usage": usage_json(done),
                 "citations": [asdict(c) for c in done.answer.citations],
-                "passages": passages_json(done.answer.passages),
+                "passages": passages_json(done.answer.passages, key.principal),
                 "answer_id": session.answer_id,
             }
         first = await _guarded(session, session.next_event)
@@ -1092,7 +1122,7 @@ def _ask_json(session: AnswerSession, done: Completed, conversation_id: str) -> 
         "answer": done.answer.text,
         "answer_id": session.answer_id,
         "citations": [asdict(c) for c in done.answer.citations],
-        "passages": passages_json(done.answer.passages),
+        "passages": passages_json(done.answer.passages, session.key.principal),
         "model": done.answer.model,
         "conversation_id": conversation_id,
         "abstained": done.abstained,
@@ -1139,6 +1169,33 @@ def _change(change: Change) -> dict[str, Any]:
         "after": list(change.after) if change.after is not None else None,
         "documents": change.documents,
     }
+
+
+def _admin_asks(request: Request, services: Services) -> bool:
+    """Whether the request carries a valid admin key (for routes that need none)."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return False
+    client = request.client.host if request.client else "unknown"
+    try:
+        services.sign_ins.check(client)
+        key = services.db.authenticate(token.strip())
+    except (EnclaveError, ApiError):
+        return False
+    if key is None:
+        services.sign_ins.failed(client)
+        return False
+    return key.role == "admin"
+
+
+def _body_limit(settings: Settings) -> Callable[[str, str], int]:
+    uploads = int(settings.api.max_upload_mb * 1024 * 1024)
+    others = settings.api.max_body_kb * 1024
+
+    def limit_for(path: str, method: str) -> int:
+        return uploads if (path, method) == ("/v1/documents", "POST") else others
+
+    return limit_for
 
 
 def _attachment(name: str) -> str:

@@ -374,14 +374,21 @@ class _QueryProgress:
         self._progress.stop()
 
 
+SAMPLE_GROUP = "everyone"
+
+
 def _ingest_sample(container: Container, console: Console) -> Path:
-    """Ingest the bundled sample knowledge base (default groups, tag ``sample``;
-    incremental) and return its folder."""
+    """Ingest the bundled sample knowledge base (tag ``sample``; incremental) and return
+    its folder. It ships with its access rule (readable by group ``everyone``), recorded
+    the first time; a rule an admin set on it since is kept."""
+    from ingest.access import RuleSet, rule_prefix
     from ingest.cli import run_ingest
 
     kb = Path(str(resources.files("serving") / "sample_kb"))
     console.print(f"[bold]1. Ingesting the sample knowledge base[/] {kb}")
-    run_ingest(container, [str(kb)], None, ["sample"], dry_run=False, as_json=False)
+    ruled = RuleSet(container.registry.rules()).rule_for(rule_prefix(kb)) is not None
+    groups = None if ruled else SAMPLE_GROUP
+    run_ingest(container, [str(kb)], groups, ["sample"], dry_run=False, as_json=False)
     return kb
 
 

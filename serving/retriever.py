@@ -25,8 +25,12 @@ def build_retriever(container: Container) -> Retriever:
     )
 
 
-def hit_json(hit: Hit) -> dict[str, Any]:
-    """A hit as the CLI's ``--json`` and the API show it."""
+def hit_json(hit: Hit, *, scores: bool = True) -> dict[str, Any]:
+    """A hit as the CLI's ``--json`` and the API show it. Without ``scores`` (any caller
+    but an admin) ``score`` is null: it is computed with statistics over the whole
+    collection (BM25's IDF), so its value could tell whether documents outside the
+    caller's groups contain a word. ``relevance`` (query-passage cosine) depends only on
+    the passage and stays."""
     c = hit.chunk
     data: dict[str, Any] = {
         "doc_id": c.doc_id,
@@ -36,7 +40,7 @@ def hit_json(hit: Hit) -> dict[str, Any]:
         "page": c.page,
         "heading_path": list(c.heading_path),
         "chunk_index": c.chunk_index,
-        "score": round(hit.score, 6),
+        "score": round(hit.score, 6) if scores else None,
         "relevance": round(hit.relevance, 6) if hit.relevance is not None else None,
         "text": c.text,
     }

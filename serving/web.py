@@ -9,8 +9,10 @@ the status code chosen here, in one place:
     NotFoundError              404 not_found
     ConflictError              409 conflict
     (method not allowed)       405 method_not_allowed + Allow (every method of the path)
+    (body over the limit)      413 too_large
     (request schema)           422 invalid_request
-    (rate limit)               429 rate_limited   + Retry-After
+    (rate limit, failed sign-ins, answers in progress)
+                               429 rate_limited   + Retry-After
     ModelError                 502 llm_error
     LLMUnavailableError        503 llm_unavailable
     StoreError, ConfigError    503 unavailable
@@ -50,6 +52,10 @@ from core.errors import (
 from core.logging import request_id_var
 
 logger = logging.getLogger(__name__)
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 
 _STATUS: list[tuple[type[EnclaveError], int, str]] = [
@@ -138,11 +144,6 @@ def allowed_methods(request: Request) -> list[str]:
         if route.matches(request.scope)[0] != Match.NONE:
             methods |= getattr(route, "methods", None) or set()
     return sorted(methods)
-
-
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 
 class RequestContext:
@@ -262,6 +263,129 @@ class RateLimiter:
                     {"Retry-After": str(wait)},
                 )
             self._buckets[key_id] = (tokens - 1.0, now)
+
+
+class FailureThrottle:
+    """Failed sign-ins per client address: after ``per_minute`` failures, that address is
+    refused (429) without its key being checked, until the bucket refills."""
+
+    def __init__(self, per_minute: int) -> None:
+        self._capacity = float(per_minute)
+        self._rate = per_minute / 60.0
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def _tokens(self, client: str, now: float) -> float:
+        tokens, last = self._buckets.get(client, (self._capacity, now))
+        return min(self._capacity, tokens + (now - last) * self._rate)
+
+    def check(self, client: str) -> None:
+        """Refuse ``client`` while its failures are spent."""
+        now = time.monotonic()
+        with self._lock:
+            tokens = self._tokens(client, now)
+            if tokens < 1.0:
+                wait = math.ceil((1.0 - tokens) / self._rate)
+                raise ApiError(
+                    429,
+                    "rate_limited",
+                    f"too many failed sign-ins from this address; retry in {wait} s",
+                    {"Retry-After": str(wait)},
+                )
+
+    def failed(self, client: str) -> None:
+        """Count one failed sign-in of ``client``."""
+        now = time.monotonic()
+        with self._lock:
+            self._buckets[client] = (self._tokens(client, now) - 1.0, now)
+            if len(self._buckets) > 100_000:  # bounded memory under a spray of addresses
+                self._buckets.clear()
+
+
+class InFlight:
+    """Answers in progress per API key, at most ``limit`` each (then 429)."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._counts: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def acquire(self, key_id: str) -> Callable[[], None]:
+        """Count one answer of ``key_id``; the function that ends it (safe to call twice)."""
+        with self._lock:
+            if self._counts.get(key_id, 0) >= self._limit:
+                raise ApiError(
+                    429,
+                    "rate_limited",
+                    f"this API key already has {self._limit} answers in progress; wait for one "
+                    "to finish (ENCLAVE_API__MAX_ANSWERS_PER_KEY)",
+                    {"Retry-After": "1"},
+                )
+            self._counts[key_id] = self._counts.get(key_id, 0) + 1
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            with self._lock:
+                if released:
+                    return
+                released = True
+                left = self._counts.get(key_id, 1) - 1
+                if left > 0:
+                    self._counts[key_id] = left
+                else:
+                    self._counts.pop(key_id, None)
+
+        return release
+
+    def count(self, key_id: str) -> int:
+        with self._lock:
+            return self._counts.get(key_id, 0)
+
+
+class BodyLimit:
+    """ASGI middleware: request bodies over a limit are refused with 413 (by their
+    ``Content-Length`` at once, or when the bytes read pass it). ``limit_for(path,
+    method)`` gives the limit in bytes."""
+
+    def __init__(
+        self,
+        app: Callable[[Scope, Receive, Send], Awaitable[None]],
+        limit_for: Callable[[str, str], int],
+    ) -> None:
+        self.app = app
+        self.limit_for = limit_for
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.limit_for(scope.get("path", ""), scope.get("method", ""))
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            response = JSONResponse(error_body("too_large", _too_large(limit)), status_code=413)
+            await response(scope, receive, send)
+            return
+        seen = 0
+
+        async def counted() -> MutableMapping[str, Any]:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise ApiError(413, "too_large", _too_large(limit))
+            return message
+
+        await self.app(scope, counted, send)
+
+
+def _too_large(limit: int) -> str:
+    size = f"{limit / 1048576:g} MB" if limit >= 1048576 else f"{limit // 1024} KB"
+    return (
+        f"the request body is over {size}; send less (ENCLAVE_API__MAX_BODY_KB, "
+        "ENCLAVE_API__MAX_UPLOAD_MB for uploads)"
+    )
 
 
 def sse(data: object, event: str | None = None) -> str:

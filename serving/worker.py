@@ -50,7 +50,6 @@ def register(app: typer.Typer, settings_factory: Callable[[], Settings]) -> None
     ) -> None:
         """Run ingestion tasks from the Redis queue (ENCLAVE_QUEUE__URL, ENCLAVE_QUEUE__NAME)
         until stopped."""
-        from rq import Queue
 
         from ingest import queue
 
@@ -81,7 +80,7 @@ def register(app: typer.Typer, settings_factory: Callable[[], Settings]) -> None
             )
             with queue.redis_errors(url):
                 rq_worker = queue.IngestWorker(
-                    [Queue(settings.queue.name, connection=connection)],
+                    [queue.task_queue(settings.queue.name, connection)],
                     connection=connection,
                     name=worker_name,
                     heartbeat_s=heartbeat,

@@ -21,6 +21,8 @@ from typing import Any
 
 import pytest
 import redis
+import rq
+from rq.serializers import JSONSerializer
 
 from tests.data.make_files import BAD_FILES
 from tests.processes import ENCLAVE, env_for, free_port, run, start, stop
@@ -289,3 +291,47 @@ def test_a_killed_workers_task_is_run_again_and_a_slow_task_times_out(
     (failure,) = report_of(slow)["failed"]
     assert "ran out of time (1 s)" in failure["reason"]
     assert PASSWORD not in queued.everything_printed()
+
+
+def test_groups_stay_with_their_rules_and_a_worker_runs_only_ingestion_tasks(
+    cluster: Callable[[int], Cluster], tmp_path: Path, redis_url: str
+) -> None:
+    corpus = tmp_path / "corpus"
+    write_corpus(corpus / "hr", 2)
+    write_corpus(corpus / "all", 2)
+    queued = cluster(2)
+    queued.start("worker-a")
+    queued.wait_ready()
+
+    # --groups records the rule (planned in the client, applied by the workers); the
+    # routine sync of the parent without --groups keeps it
+    assert queued.ingest(str(corpus / "hr"), "--groups", "hr", "--json").returncode == 0
+    assert queued.ingest(str(corpus / "all"), "--groups", "staff", "--json").returncode == 0
+    parent = queued.ingest(str(corpus), "--json")
+    assert parent.returncode == 0, parent.stderr
+    assert report_of(parent)["unchanged"] == 4
+    listed = run(["docs", "list", "--json"], queued.data)
+    groups = {Path(d["source"]).parent.name: d["groups"] for d in json.loads(listed.stdout)}
+    assert groups == {"hr": ["hr"], "all": ["staff"]}
+
+    # tasks travel as JSON and only Enclave's task functions run: a job naming another
+    # function is refused, and a pickled job is never unpickled
+    canary = tmp_path / "canary"
+    canary.write_text("still here")
+    connection = redis.Redis.from_url(redis_url)
+    name = queued.env["ENCLAVE_QUEUE__NAME"]
+    as_json = rq.Queue(name, connection=connection, serializer=JSONSerializer)
+    refused = as_json.enqueue("os.remove", str(canary))
+    pickled = rq.Queue(name, connection=connection).enqueue("os.remove", str(canary))
+    deadline = time.monotonic() + 120
+    while refused.get_status(refresh=True) not in ("failed", "finished"):
+        assert time.monotonic() < deadline, queued.log("worker-a").read_text()
+        time.sleep(0.2)
+    assert refused.get_status() == "failed"
+    assert "is not an Enclave ingestion task" in (refused.latest_result().exc_string or "")
+    while pickled.get_status(refresh=True) in ("queued", "started"):
+        assert time.monotonic() < deadline, queued.log("worker-a").read_text()
+        time.sleep(0.2)
+    assert canary.read_text() == "still here"
+    assert queued.workers["worker-a"].poll() is None  # the worker stays up
+    connection.close()
