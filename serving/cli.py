@@ -564,12 +564,13 @@ UI_PORT = 8501
 
 
 def _ui_command(host: str, port: int) -> tuple[list[str], Path | None]:
-    """``streamlit run ui/app.py`` with the options that must hold wherever it starts
-    (no usage statistics, no tracebacks, no file watching), and the folder holding the
-    project's ``.streamlit/config.toml`` (theme) when there is one."""
+    """``streamlit run ui/serve.py`` (the UI app with its security headers) with the
+    options that must hold wherever it starts (no usage statistics, no tracebacks, no
+    file watching), and the folder holding the project's ``.streamlit/config.toml``
+    (theme) when there is one."""
     import ui
 
-    app_file = Path(ui.__file__).with_name("app.py")
+    app_file = Path(ui.__file__).with_name("serve.py")
     project = app_file.parent.parent
     command = [
         sys.executable,
@@ -599,7 +600,7 @@ def ui(
     port: Annotated[int, typer.Option(help="Port.")] = UI_PORT,
 ) -> None:
     """Run the web UI. It talks to the API at ENCLAVE_API_URL (default: this machine's
-    `enclave serve` address); ENCLAVE_UI_API_KEY pre-fills the sign-in form."""
+    `enclave serve` address)."""
     settings = _settings()
     env = {**os.environ}
     env.setdefault("ENCLAVE_API_URL", f"http://{settings.api.host}:{settings.api.port}")

@@ -3,8 +3,10 @@ together."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -21,6 +23,7 @@ from serving.db import AppDatabase
 KEY_NAME = "enclave up"
 API_START_S = 900  # first start assembles the bundled model and loads it (minutes on 2 cores)
 UI_START_S = 120
+ANY_ADDRESS = ("0.0.0.0", "::")  # noqa: S104 - compared with, never bound here
 
 
 def session_key(settings: Settings, groups: list[str]) -> str:
@@ -35,12 +38,28 @@ def session_key(settings: Settings, groups: list[str]) -> str:
         db.close()
 
 
+def sign_in_link(settings: Settings, key: str) -> tuple[str, Path]:
+    """A one-time sign-in token for ``key`` and the grant file the UI redeems it from
+    (private to this user; removed by the first browser session that uses the link)."""
+    token = secrets.token_urlsafe(32)
+    grant = settings.data_dir.resolve() / "ui-signin.json"
+    grant.parent.mkdir(parents=True, exist_ok=True)
+    partial = grant.with_suffix(".partial")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        json.dump({"token_sha256": hashlib.sha256(token.encode()).hexdigest(), "key": key}, out)
+    partial.replace(grant)
+    return token, grant
+
+
 def run_stack(
     settings: Settings, console: Console, kb: Path, host: str, api_port: int, ui_port: int
 ) -> None:
     key = session_key(settings, [])
+    token, grant = sign_in_link(settings, key)
     api_url = f"http://{host}:{api_port}"
     ui_url = f"http://{host}:{ui_port}"
+    local_ui = f"http://127.0.0.1:{ui_port}" if host in ANY_ADDRESS else ui_url
     env = dict(os.environ)
     env.setdefault("ENCLAVE_API__INGEST_ROOTS", json.dumps([str(kb)]))
     enclave = [sys.executable, "-m", "serving.cli"]
@@ -50,7 +69,7 @@ def run_stack(
     try:
         _wait_until(api, f"{api_url}/readyz", API_START_S, "the API")
         console.print(f"[bold]3. Starting the web UI[/] on {ui_url}")
-        ui_env = {**env, "ENCLAVE_API_URL": api_url, "ENCLAVE_UI_API_KEY": key}
+        ui_env = {**env, "ENCLAVE_API_URL": api_url, "ENCLAVE_UI_SIGNIN_FILE": str(grant)}
         ui = subprocess.Popen(
             [*enclave, "ui", "--host", host, "--port", str(ui_port)],
             env=ui_env,
@@ -58,9 +77,12 @@ def run_stack(
         )
         _wait_until(ui, f"{ui_url}/_stcore/health", UI_START_S, "the web UI")
         console.print(
-            f"\n[bold green]Open {ui_url}[/] and sign in (the admin key is pre-filled: "
-            f"{key} — a new one each run).\nAPI: {api_url} (OpenAPI schema at "
-            f"{api_url}/openapi.json). Ctrl-C stops both."
+            f"\n[bold green]Open {local_ui}/?signin={token}[/]\n(a one-time sign-in link, "
+            f"for a browser on this machine; others sign in with their own key).\nAdmin key "
+            f"for the API: {key} (a new one each run). API: {api_url} (OpenAPI schema at "
+            f"{api_url}/openapi.json). Ctrl-C stops both.",
+            highlight=False,
+            soft_wrap=True,
         )
         while api.poll() is None and ui.poll() is None:
             time.sleep(0.5)
@@ -71,6 +93,7 @@ def run_stack(
     except KeyboardInterrupt:
         console.print("\nstopping…")
     finally:
+        grant.unlink(missing_ok=True)
         for child in (ui, api):
             if child is not None and child.poll() is None:
                 child.send_signal(signal.SIGINT)

@@ -10,6 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from ui.client import EnclaveClient
+from ui.safe import plain
 
 POLL_S = 0.5
 FINISHED = ("done", "failed")
@@ -94,7 +95,7 @@ def _watch(api: EnclaveClient, job_id: str) -> None:
     failed = [r for r in job["results"] if r["status"] == "failed"]
     bar.progress(1.0, text=f"Finished: {_files(job['done_files'])}, {job['chunks']} chunks")
     if job["status"] == "failed":
-        st.error(f"The job stopped: {job['error']}")
+        st.error(f"The job stopped: {plain(job['error'] or '')}")
     elif failed:
         st.warning(
             f"{len(failed)} of {_files(len(job['results']))} failed; the others are indexed."
@@ -238,7 +239,7 @@ def quality_page(api: EnclaveClient) -> None:
         )
         return
     if record := quality.get("retrieval"):
-        st.subheader(f"Retrieval: {record['dataset']}")
+        st.subheader(f"Retrieval: {plain(str(record['dataset']))}")
         st.caption(f"Run at {record['created_at']}")
         frame = _modes_frame(record["results"])
         st.dataframe(frame, width="stretch")
@@ -246,7 +247,7 @@ def quality_page(api: EnclaveClient) -> None:
         if metrics:
             st.bar_chart(frame[metrics], stack=False)
     if record := quality.get("answers"):
-        st.subheader(f"Answers: {record['dataset']}")
+        st.subheader(f"Answers: {plain(str(record['dataset']))}")
         st.caption(f"Run at {record['created_at']}")
         results = dict(record["results"])
         generation = results.pop("generation", None)
@@ -262,7 +263,7 @@ def quality_page(api: EnclaveClient) -> None:
                 for k, v in generation.items()
                 if isinstance(v, int | float) and not isinstance(v, bool)
             }
-            st.markdown(f"**Generated answers** ({generation.get('model', '-')})")
+            st.markdown(f"**Generated answers** ({plain(str(generation.get('model', '-')))})")
             st.dataframe(
                 pd.DataFrame({"figure": list(figures), "value": list(figures.values())}),
                 hide_index=True,

@@ -7,6 +7,9 @@ documents and read usage and quality figures.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 import logging
 import os
 from pathlib import Path
@@ -15,11 +18,13 @@ import streamlit as st
 
 from ui import admin, chat
 from ui.client import ApiCallError, EnclaveClient
+from ui.safe import plain
 from ui.session import client, notice, sign_out
 
 logger = logging.getLogger("enclave.ui")
 
 DEFAULT_API_URL = "http://127.0.0.1:8000"
+SIGNIN_FILE_ENV = "ENCLAVE_UI_SIGNIN_FILE"
 ICON = Path(__file__).with_name("icon.png")
 PAGES = {
     "Chat": chat.page,
@@ -39,10 +44,17 @@ def sign_in() -> None:
     st.caption("Ask your organisation's documents. Nothing leaves your premises.")
     if message := notice():
         st.error(message)
+    if "signin" in st.query_params:
+        token = str(st.query_params.get("signin") or "")
+        st.query_params.clear()  # the link works once; keep it out of the address bar
+        key, problem = redeem_link(token)
+        if key is not None and _start_session(key):
+            return
+        if problem:
+            st.error(problem)
     with st.form("sign-in"):
         key = st.text_input(
             "API key",
-            value=os.environ.get("ENCLAVE_UI_API_KEY", ""),
             type="password",
             help="Your administrator creates keys with `enclave keys create`.",
         )
@@ -52,16 +64,48 @@ def sign_in() -> None:
     if not key.strip():
         st.error("Enter your API key to sign in.")
         return
-    candidate = EnclaveClient(api_url(), key.strip())
+    _start_session(key.strip())
+
+
+def _start_session(key: str) -> bool:
+    """Sign in with ``key`` (checked with the API); False after showing why not."""
+    candidate = EnclaveClient(api_url(), key)
     try:
         me = candidate.me()
     except ApiCallError as problem:
         candidate.close()
         st.error(problem.friendly)
-        return
+        return False
     st.session_state.client = candidate
     st.session_state.me = me
     st.rerun()
+    return True  # pragma: no cover - st.rerun does not return
+
+
+def redeem_link(token: str) -> tuple[str | None, str]:
+    """The key behind a one-time sign-in link (``enclave up`` writes its grant to the file
+    ENCLAVE_UI_SIGNIN_FILE names), or None and why not. The link works once, and only
+    from this machine: the grant file is removed by the first session that redeems it."""
+    used = "This sign-in link was used already or is no longer valid: sign in with a key."
+    grant_file = os.environ.get(SIGNIN_FILE_ENV, "").strip()
+    if not grant_file or not token:
+        return None, used
+    try:
+        grant = json.loads(Path(grant_file).read_text(encoding="utf-8"))
+        expected = str(grant["token_sha256"])
+        key = str(grant["key"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None, used
+    offered = hashlib.sha256(token.encode("utf-8")).hexdigest()
+    if not hmac.compare_digest(offered, expected):
+        return None, used
+    if st.context.ip_address is not None:  # Streamlit reports None for loopback
+        return None, "Sign-in links work only in a browser on the machine that runs Enclave."
+    try:
+        Path(grant_file).unlink()  # one use: the session that removes the grant wins
+    except FileNotFoundError:
+        return None, used
+    return key, ""
 
 
 def main() -> None:
@@ -92,9 +136,8 @@ def main() -> None:
     with st.sidebar:
         st.divider()
         groups = ", ".join(me.get("groups") or []) or "no groups"
-        st.caption(
-            f"Signed in as **{me.get('name') or me.get('key_id')}** ({me.get('role')}; {groups})"
-        )
+        who = plain(str(me.get("name") or me.get("key_id")))
+        st.caption(f"Signed in as **{who}** ({me.get('role')}; {plain(groups)})")
         if st.button("Sign out", icon=":material/logout:"):
             sign_out()
             st.rerun()

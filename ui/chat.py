@@ -12,6 +12,7 @@ from typing import Any
 import streamlit as st
 
 from ui.client import ApiCallError, EnclaveClient
+from ui.safe import answer_html, plain
 
 AUTO = "Automatic"
 NOT_FOUND = (
@@ -41,7 +42,7 @@ def page(api: EnclaveClient) -> None:
     if not question:
         return
     with st.chat_message("user"):
-        st.markdown(_escape(question))
+        st.html(answer_html(question))
     with st.chat_message("assistant"):
         turn = _stream_answer(api, question, model)
     if turn is not None:
@@ -59,7 +60,7 @@ def _sidebar(api: EnclaveClient) -> str | None:
         for conv in api.conversations():
             current = conv["conversation_id"] == state.conversation_id
             if st.button(
-                conv["title"],
+                plain(conv["title"]),
                 key=f"conv-{conv['conversation_id']}",
                 type="primary" if current else "secondary",
                 width="stretch",
@@ -114,7 +115,11 @@ def _stream_answer(api: EnclaveClient, question: str, model: str | None) -> dict
         with st.spinner("Searching your documents…"):
             stream = tokens()
             first = next(stream, "")
-        st.write_stream(_chain(first, stream))
+        shown = st.empty()
+        written = ""
+        for piece in _chain(first, stream):  # rendered safely as it streams in
+            written += piece
+            shown.html(answer_html(written))
     except ApiCallError as problem:
         if problem.signed_out:
             raise
@@ -143,12 +148,12 @@ def _chain(first: str, rest: Iterator[str]) -> Iterator[str]:
 # -- one turn: answer, citation chips, passages, feedback -----------------------------------
 def _show_turn(api: EnclaveClient, turn: dict[str, Any]) -> None:
     with st.chat_message("user"):
-        st.markdown(_escape(turn["question"]))
+        st.html(answer_html(turn["question"]))
     with st.chat_message("assistant"):
         if turn["abstained"]:
             st.info(NOT_FOUND, icon=":material/search_off:")
         else:
-            st.markdown(_escape(turn["answer"]))
+            st.html(answer_html(turn["answer"]))
         citations = {c["n"]: c for c in turn["citations"]}
         answer_id = turn["answer_id"]
         if citations:
@@ -163,14 +168,16 @@ def _show_turn(api: EnclaveClient, turn: dict[str, Any]) -> None:
         if turn["passages"]:
             with st.expander(f"Retrieved passages ({len(turn['passages'])})"):
                 for p in turn["passages"]:
-                    st.markdown(f"**[{p['n']}] {_escape(_label(p))}** · relevance {_relevance(p)}")
+                    st.markdown(
+                        f"**\\[{p['n']}\\] {plain(_label(p))}** · relevance {_relevance(p)}"
+                    )
                     st.text(p["text"])
         if answer_id:
             _feedback(api, answer_id)
 
 
 def _chip(citation: dict[str, Any]) -> str:
-    return f"[{citation['n']}] {_label(citation)}"
+    return plain(f"[{citation['n']}] {_label(citation)}")
 
 
 def _label(item: dict[str, Any]) -> str:
@@ -194,9 +201,9 @@ def _show_citation(api: EnclaveClient, citation: dict[str, Any], answer_id: str)
     name = PurePath(source["source"]).name
     with st.container(border=True):
         st.markdown(
-            f"**{_escape(source['title'] or name)}**"
+            f"**{plain(source['title'] or name)}**"
             + (f" · page {citation['page']}" if citation.get("page") else "")
-            + f" · `{_escape(name)}`"
+            + f" · {plain(name)}"
         )
         st.html(
             f'<div class="enclave-passage" style="{_PASSAGE_CSS}">{_highlight(chunk, citation["quote"])}</div>'
@@ -277,8 +284,3 @@ def _feedback(api: EnclaveClient, answer_id: str) -> None:
         sent[answer_id] = (rating, comment)
         st.toast("Thanks for your feedback.", icon=":material/thumb_up:")
     st.caption("Feedback recorded." + (" Comment saved." if comment else ""))
-
-
-def _escape(text: str) -> str:
-    """Markdown-safe text: no HTML, no accidental formatting from $ or leading #."""
-    return text.replace("$", "\\$").replace("<", "&lt;")

@@ -78,10 +78,12 @@ def test_sign_in_rejects_bad_keys_and_a_user_sees_only_the_chat(
     stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("ENCLAVE_API_URL", stack.url)
-    monkeypatch.setenv("ENCLAVE_UI_API_KEY", "enc_000000000000_notarealsecretatall")
+    # the old pre-fill variable no longer hands a key to every visitor
+    monkeypatch.setenv("ENCLAVE_UI_API_KEY", stack.admin_key)
     at = AppTest.from_file(APP, default_timeout=60)
     at.run()
-    assert at.text_input[0].value == "enc_000000000000_notarealsecretatall"  # pre-filled
+    assert at.text_input[0].value == ""
+    at.text_input[0].input("enc_000000000000_notarealsecretatall")
     at.button[0].click().run()
     assert "not accepted" in at.error[0].value
     assert not at.exception
@@ -91,6 +93,34 @@ def test_sign_in_rejects_bad_keys_and_a_user_sees_only_the_chat(
     assert not at.error
     assert at.sidebar.radio[0].options == ["Chat"]  # a user key: no admin pages
     assert "(user; staff)" in texts(at)
+
+
+def test_a_sign_in_link_works_once_and_only_from_this_machine(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from core.settings import Settings
+    from serving.launcher import sign_in_link
+
+    monkeypatch.setenv("ENCLAVE_API_URL", stack.url)
+    token, grant = sign_in_link(Settings(data_dir=tmp_path), stack.admin_key)
+    assert grant.stat().st_mode & 0o077 == 0  # the key in it is readable by this user only
+    monkeypatch.setenv("ENCLAVE_UI_SIGNIN_FILE", str(grant))
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params["signin"] = "not-the-token"
+    at.run()
+    assert not at.sidebar.radio  # not signed in
+    assert "used already or is no longer valid" in at.error[0].value
+    assert grant.exists()  # a wrong token spends nothing
+
+    # AppTest's session reports a client address (not loopback): like a browser on another
+    # machine, the right token is refused there and not spent (tests/ui/test_browser.py
+    # signs in with it from loopback, once)
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params["signin"] = token
+    at.run()
+    assert "only in a browser on the machine that runs Enclave" in at.error[0].value
+    assert not at.sidebar.radio
+    assert grant.exists()
 
 
 def test_the_api_being_down_is_one_friendly_sentence(monkeypatch: pytest.MonkeyPatch) -> None:
