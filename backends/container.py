@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING, NoReturn, cast
 from backends.registry import Registry
 from core.errors import StoreError, StoreLockedError
 from core.protocols import Embedder, Reranker, SparseEncoder, VectorStore
+from core.runtime import private_dir
 from core.settings import Settings
 from core.types import CollectionSpec
 
@@ -240,6 +242,8 @@ def build_container(
     until the store is free, then opens it (see :class:`_WaitingStore`)."""
     from backends.sparse import Bm25Encoder
 
+    with contextlib.suppress(OSError):  # an unusable data dir is reported by what opens it
+        private_dir(settings.data_dir)
     registry = Registry(settings.database_url)
     collection = registry.active_collection(settings.store.collection)
     try:

@@ -37,6 +37,7 @@ from backends.container import Container, build_container
 from backends.registry import RegisteredDocument, iso_time
 from core.errors import ConfigError, EnclaveError, InputError, LLMUnavailableError, NotFoundError
 from core.logging import request_id_var
+from core.runtime import private_dir
 from core.settings import Settings
 from core.types import Citation, Hit, Principal
 from ingest.access import Change
@@ -47,7 +48,6 @@ from serving.evaluation import latest_eval_record
 from serving.originals import (
     chunks_of,
     open_original,
-    private_dir,
     safe_name,
     save_upload,
     unique_in,

@@ -23,6 +23,7 @@ from rich.console import Console
 
 from core.errors import ConfigError, EnclaveError, InputError
 from core.logging import configure_logging
+from core.runtime import prepare_process
 from core.settings import Settings, get_settings
 
 if TYPE_CHECKING:
@@ -65,6 +66,7 @@ def _container(settings: Settings | None = None) -> Container:
 
 @app.callback()
 def _configure() -> None:
+    prepare_process()
     settings = _settings()
     configure_logging(settings.log.level, settings.log.json_format)
 

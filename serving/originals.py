@@ -13,7 +13,6 @@ says the file changed and asks for a re-ingest.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import stat
@@ -29,16 +28,6 @@ from core.errors import ConflictError, InputError, NotFoundError
 MAX_NAME_BYTES = 200
 _SPOOL_BYTES = 8 << 20
 _BLOCK = 1 << 20
-
-
-def private_dir(path: Path) -> Path:
-    """``path`` as a folder only the server's user may enter (created if missing)."""
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    with contextlib.suppress(OSError):
-        info = path.stat()
-        if info.st_mode & 0o077 and info.st_uid == os.getuid():
-            path.chmod(0o700)
-    return path
 
 
 def safe_name(name: str) -> str:
