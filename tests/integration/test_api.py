@@ -12,7 +12,6 @@ import json
 import os
 import re
 import signal
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -23,7 +22,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
 from backends.container import Container, build_container
 from core.protocols import Embedder
@@ -34,7 +32,7 @@ from serving.api import create_app
 from serving.db import AppDatabase, AuditEntry
 from serving.evaluation import write_eval_record
 from tests.data.make_files import sample_spec, write_md
-from tests.processes import free_port
+from tests.processes import Server, free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -71,30 +69,6 @@ class Api:
 
 def client_for(url: str, headers: dict[str, str]) -> httpx.Client:
     return httpx.Client(base_url=url, headers=headers, timeout=120, trust_env=False)
-
-
-class Server:
-    """uvicorn in a thread of this process (the tests share the loaded embedder)."""
-
-    def __init__(self, app: Any) -> None:
-        self.port = free_port()
-        self.server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
-        )
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> str:
-        self.thread.start()
-        deadline = time.monotonic() + 120
-        while not self.server.started:
-            if not self.thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the API server did not start")
-            time.sleep(0.1)
-        return f"http://127.0.0.1:{self.port}"
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=60)
 
 
 def llm_settings(**overrides: Any) -> LLMSettings:

@@ -1,12 +1,12 @@
 """Randomised access control: for several seeds, a random world of groups, users (API keys
 with random group sets, some with none) and documents (each restricted to random groups,
-some left to the default group ``everyone``), ingested with the bundled embedder into the
-embedded Edge store; then every user asks every endpoint that returns chunks, citations or
-document information, and receives nothing from outside their groups.
+some ingested without groups and so covered by no access rule: admins only), ingested with
+the bundled embedder into the embedded Edge store; then every user asks every endpoint that
+returns chunks, citations or document information, and receives nothing from outside their
+groups.
 
 A document is visible to a key iff their groups intersect (an admin key sees everything);
-``everyone`` is only the default group of documents ingested without groups, a key holds it
-like any other group. Every document's text, title and file name carry a unique marker, so a
+``everyone`` is a group like any other. Every document's text, title and file name carry a unique marker, so a
 leak shows wherever it surfaces: in a hit, a passage, a citation, a source, and in the
 answer text, since the extractive LLM (a real process) quotes the context sentence closest
 to the question; a forbidden chunk in the prompt would be quoted.
@@ -27,8 +27,15 @@ The endpoints, each checked for every user:
 * admin only, a user key gets a 403 with nothing in it: ``GET /v1/documents``,
   ``/v1/documents/{doc_id}``, ``/v1/jobs``, ``/v1/usage``, ``/metrics``.
 
-Then the world changes and is checked again: some documents are re-ingested with new groups
-(the store's access payload is rewritten in place) and one is deleted through the API.
+Then the world changes, as admins change it, and is checked again after each step:
+
+* the routine sync of the parent folder, without groups (nobody's groups change);
+* symbolic links in the folder to restricted documents, then another sync (not followed);
+* some documents re-ingested with new groups (the store's payload rewritten in place);
+* access rules changed through the API (``PUT /v1/access/rules``);
+* two uploads of files with the same name for different groups, probed while their jobs
+  run, then with their originals downloaded by everyone;
+* one document deleted through the API.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ from __future__ import annotations
 import json
 import random
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -93,13 +101,13 @@ NAMES = ("Alma", "Bruno", "Chidi", "Dana", "Emeka", "Farah", "Goran", "Hana")
 class Doc:
     marker: str
     topic: str
-    groups: tuple[str, ...] | None  # None: ingested without groups (the default group)
+    groups: tuple[str, ...] | None  # None: ingested without groups (no rule: admins only)
     path: Path
     doc_id: str = ""
 
     @property
     def effective_groups(self) -> tuple[str, ...]:
-        return self.groups or ("everyone",)
+        return self.groups or ()
 
 
 @dataclass
@@ -186,6 +194,15 @@ def world(
             yield world, client, container
     finally:
         container.close()
+
+
+def wait_job(client: TestClient, headers: dict[str, str], job_id: str) -> dict[str, Any]:
+    for _ in range(3000):
+        job: dict[str, Any] = client.get(f"/v1/jobs/{job_id}", headers=headers).json()
+        if job["status"] in ("done", "failed"):
+            return job
+        time.sleep(0.1)
+    raise AssertionError(f"job {job_id} did not finish")
 
 
 # -- checking --------------------------------------------------------------------------------
@@ -428,17 +445,77 @@ def test_no_user_receives_anything_outside_their_groups(
     assert all(w.hidden(u) for u in users)
     check_everyone(w, client, every_endpoint=True)
 
-    # access changes: new groups for some documents (rewritten in the store in place)
+    # the routine sync of the parent folder, without groups: nothing changes
+    kb = w.docs[0].path.parent
+    report = Ingestor(container).run([kb])
+    assert (report.added, report.updated, report.failed) == (0, 0, [])
+    check_everyone(w, client, every_endpoint=False)
+
+    # links to restricted documents, next to them: reported, never read, nothing changes
     rng = random.Random(w.seed + 1)
+    for i, target in enumerate(rng.sample(w.docs, 3)):
+        (kb / f"link-{i}.md").symlink_to(target.path)
+    report = Ingestor(container).run([kb])
+    assert sorted(Path(f.source).name for f in report.failed) == [
+        "link-0.md",
+        "link-1.md",
+        "link-2.md",
+    ]
+    assert (report.added, report.updated) == (0, 0)
+    check_everyone(w, client, every_endpoint=False)
+
+    # access changes: new groups for some documents (rewritten in the store in place)
     changed = rng.sample(w.docs, N_DOCS // 2)
     for doc in changed:
         doc.groups = tuple(rng.sample(GROUPS, rng.randint(1, 2)))
     ingest(container, changed)
     check_everyone(w, client, every_endpoint=False)
 
+    # access rules changed through the API
+    admin = next(u for u in w.users if u.admin)
+    as_admin = {"Authorization": f"Bearer {admin.key}"}
+    for doc in rng.sample(w.docs, 3):
+        doc.groups = tuple(rng.sample(GROUPS, rng.randint(1, 2)))
+        rule = {"path": str(doc.path), "groups": list(doc.groups)}
+        put = client.put("/v1/access/rules", json=rule, headers=as_admin)
+        assert put.status_code == 200, put.text
+    check_everyone(w, client, every_endpoint=False)
+
+    # two uploads named alike for different groups, probed while the jobs run
+    uploads = []
+    for n, groups in enumerate(rng.sample(GROUPS, 2)):
+        marker = f"ZQ{w.seed}X{N_DOCS + n}K"
+        topic = rng.choice(sorted(TOPICS))
+        text = TOPICS[topic][1][0].format(m=marker, n=n + 5, who=NAMES[n])
+        doc = Doc(marker, topic, (groups,), Path("report.md"))
+        w.docs.append(doc)
+        body = f"# {marker} {topic} report\n\n{text}\n".encode()
+        started = client.post(
+            "/v1/documents",
+            files=[("files", ("report.md", body, "text/markdown"))],
+            data={"groups": groups},
+            headers=as_admin,
+        )
+        assert started.status_code == 202, started.text
+        uploads.append((doc, started.json()["job_id"]))
+    for user in w.users:  # the retrieval paths while the jobs run (ids not known yet)
+        p = Probe(w, client, user)
+        for topic, (question, _) in TOPICS.items():
+            r = p.request("POST", "/v1/search", {"query": question, "top_k": 50})
+            for hit in r.json()["hits"]:  # by marker: the new documents' ids are not known
+                p.strict(f"{hit['text']} {hit['title']}", f"search during upload {topic}")
+    for doc, job_id in uploads:
+        job = wait_job(client, as_admin, job_id)
+        assert job["status"] == "done", job
+        listed = client.get("/v1/documents", headers=as_admin).json()["documents"]
+        (record,) = [d for d in listed if f"/uploads/{job_id}/" in d["source"]]
+        doc.doc_id, doc.path = record["doc_id"], Path(record["source"])
+        assert record["groups"] == list(doc.groups or ())
+    assert len({d.path for d in w.docs}) == len(w.docs)  # the same name, two paths
+    check_everyone(w, client, every_endpoint=False)
+
     # a document deleted through the API is gone for everyone
     gone = rng.choice(w.docs)
-    admin = next(u for u in w.users if u.admin)
     deleted = client.delete(
         f"/v1/documents/{gone.doc_id}", headers={"Authorization": f"Bearer {admin.key}"}
     )

@@ -55,6 +55,17 @@ HOLD_STORE = (  # another Enclave process on the same data dir, until a line on 
 class KnowledgeBase:
     data: Path
     key: str
+    admin_key: str
+
+    def readiness(self, url: str) -> httpx.Response:
+        """``/readyz`` as an admin sees it: with the reasons (others read `unavailable`)."""
+        anonymous = httpx.get(url + "/readyz")
+        detailed = httpx.get(url + "/readyz", headers={"Authorization": f"Bearer {self.admin_key}"})
+        assert anonymous.status_code == detailed.status_code
+        for check, why in anonymous.json()["checks"].items():
+            assert why in ("ok", "unavailable"), why  # no internal address without a key
+            assert (why == "ok") == (detailed.json()["checks"][check] == "ok")
+        return detailed
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +78,9 @@ def kb(tmp_path_factory: pytest.TempPathFactory) -> KnowledgeBase:
     assert ingested.returncode == 0, ingested.stderr
     created = run(["keys", "create", "--role", "user", "--groups", "staff", "--json"], data)
     assert created.returncode == 0, created.stderr
-    return KnowledgeBase(data, json.loads(created.stdout)["key"])
+    admin = run(["keys", "create", "--role", "admin", "--json"], data)
+    assert admin.returncode == 0, admin.stderr
+    return KnowledgeBase(data, json.loads(created.stdout)["key"], json.loads(admin.stdout)["key"])
 
 
 class FakeLLM:
@@ -232,7 +245,7 @@ def test_the_llm_killed_mid_answer_is_an_error_event_and_the_api_recovers(
         # the API stays up: liveness, search (no LLM), and readiness tells what is down
         assert httpx.get(api.url + "/healthz").json() == {"status": "ok"}
         search_works(api)
-        ready = httpx.get(api.url + "/readyz")
+        ready = kb.readiness(api.url)
         assert ready.status_code == 503
         assert ready.json()["checks"]["store"] == "ok"
         assert "cannot be reached" in ready.json()["checks"]["llm"]
@@ -316,7 +329,7 @@ def test_an_unreachable_qdrant_server_is_a_clear_503_and_the_api_stays_up(
 ) -> None:
     qdrant = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     with serving(kb, tmp_path / "serve.log", ENCLAVE_STORE__URL=qdrant, **llm.env()) as api:
-        ready = httpx.get(api.url + "/readyz")
+        ready = kb.readiness(api.url)
         assert ready.status_code == 503
         checks = ready.json()["checks"]
         assert checks["llm"] == "ok"
@@ -357,7 +370,7 @@ def test_a_store_held_by_another_process_is_a_503_until_it_is_free(
         assert holder.stdout.readline().strip() == "holding"
         with serving(kb, tmp_path / "serve.log", **llm.env()) as api:
             held = "in use by another Enclave process"
-            ready = httpx.get(api.url + "/readyz")
+            ready = kb.readiness(api.url)
             assert ready.status_code == 503
             assert held in ready.json()["checks"]["store"]
             assert_error(
