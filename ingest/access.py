@@ -88,15 +88,16 @@ def rule_prefix(raw: str | Path) -> str:
         prefix = text.rstrip("/")
     else:
         given = Path(text).expanduser()
-        if given.is_symlink() and not given.is_dir():
-            raise InputError(
-                f"{text} is a symbolic link; a rule names where a document lives, so set it "
-                "on the link's target itself"
-            )
         try:
+            if given.is_symlink() and not given.is_dir():
+                raise InputError(
+                    f"{text} is a symbolic link; a rule names where a document lives, so set "
+                    "it on the link's target itself"
+                )
             resolved = given.resolve()
-        except (OSError, RuntimeError) as exc:  # a link loop
-            raise InputError(f"cannot resolve the path {text!r}: {exc}") from None
+        except (OSError, RuntimeError) as exc:  # a name too long, a link loop
+            shown = text if len(text) <= 80 else text[:80] + "..."
+            raise InputError(f"cannot use the path {shown!r}: {exc.__class__.__name__}") from None
         prefix = os.fsencode(resolved).decode("utf-8", "backslashreplace")
     if len(prefix) > MAX_PREFIX:
         raise InputError(f"the path {text[:80]!r}... is over {MAX_PREFIX} characters")

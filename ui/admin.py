@@ -162,6 +162,81 @@ def documents_page(api: EnclaveClient) -> None:
         st.success(f"Deleted {deleted} document(s) and their chunks.")
 
 
+# -- access rules -------------------------------------------------------------------------
+def access_page(api: EnclaveClient) -> None:
+    st.header("Access")
+    st.caption(
+        "Who may read what: each rule gives the documents under a folder, file or source to "
+        "some groups; the most specific rule wins, and a document no rule covers is visible "
+        "to admins only. A change applies at once to the documents already ingested."
+    )
+    if message := st.session_state.pop("access-done", ""):
+        st.success(message)
+    with st.form("access-set"):
+        path = st.text_input("Folder, file or source", key="access-path")
+        groups = st.text_input("Groups (comma-separated)", key="access-groups")
+        if st.form_submit_button("Save rule", type="primary"):
+            if not path.strip() or not _names(groups):
+                st.warning("Name a folder, file or source, and at least one group.")
+            else:
+                change = api.set_access_rule(path.strip(), _names(groups))
+                st.session_state["access-done"] = (
+                    f"{change['prefix']}: {', '.join(change['after'] or [])} "
+                    f"({change['documents']} documents changed)"
+                )
+                st.rerun()
+    listing = api.access_rules()
+    rules = listing["rules"]
+    if listing["pending"]:
+        st.warning(
+            f"{listing['pending']} documents still differ from their rules (an interrupted "
+            "change): save any rule again, or run `enclave access apply`."
+        )
+    if not rules:
+        st.info("No access rules yet: every document is visible to admins only.")
+    else:
+        st.dataframe(
+            pd.DataFrame(
+                {
+                    "folder, file or source": [r["prefix"] for r in rules],
+                    "groups": [", ".join(r["groups"]) for r in rules],
+                    "documents": [r["documents"] for r in rules],
+                    "updated": [f"{r['updated_at']} by {r['updated_by']}" for r in rules],
+                }
+            ),
+            hide_index=True,
+            width="stretch",
+        )
+        with st.form("access-remove"):
+            doomed = st.selectbox("Remove a rule", [r["prefix"] for r in rules], key="access-rm")
+            if st.form_submit_button("Remove rule", icon=":material/delete:") and doomed:
+                change = api.remove_access_rule(doomed)
+                st.session_state["access-done"] = (
+                    f"Removed the rule of {change['prefix']} ({change['documents']} documents "
+                    "changed)"
+                )
+                st.rerun()
+    st.subheader("History")
+    changes = api.access_history()
+    if not changes:
+        st.caption("No changes yet.")
+        return
+    st.dataframe(
+        pd.DataFrame(
+            {
+                "time": [c["time"] for c in changes],
+                "who": [c["actor"] for c in changes],
+                "folder, file or source": [c["prefix"] for c in changes],
+                "before": [", ".join(c["before"]) if c["before"] else "-" for c in changes],
+                "after": [", ".join(c["after"]) if c["after"] else "(removed)" for c in changes],
+                "documents": [c["documents"] for c in changes],
+            }
+        ),
+        hide_index=True,
+        width="stretch",
+    )
+
+
 # -- usage --------------------------------------------------------------------------------
 def usage_page(api: EnclaveClient) -> None:
     st.header("Usage")

@@ -30,6 +30,7 @@ PAGES = {
     "Chat": chat.page,
     "Ingestion": admin.ingestion_page,
     "Documents": admin.documents_page,
+    "Access": admin.access_page,
     "Usage": admin.usage_page,
     "Quality": admin.quality_page,
 }

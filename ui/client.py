@@ -212,6 +212,19 @@ class EnclaveClient:
     def jobs(self) -> list[dict[str, Any]]:
         return list(self._get("/v1/jobs")["jobs"])
 
+    def access_rules(self) -> dict[str, Any]:
+        return dict(self._get("/v1/access/rules"))
+
+    def set_access_rule(self, path: str, groups: list[str]) -> dict[str, Any]:
+        body = {"path": path, "groups": groups}
+        return dict(self._send("PUT", "/v1/access/rules", json=body).json())
+
+    def remove_access_rule(self, path: str) -> dict[str, Any]:
+        return dict(self._send("DELETE", "/v1/access/rules", params={"path": path}).json())
+
+    def access_history(self) -> list[dict[str, Any]]:
+        return list(self._get("/v1/access/history")["changes"])
+
     def usage(self, days: int) -> dict[str, Any]:
         return dict(self._get("/v1/usage", days=days))
 

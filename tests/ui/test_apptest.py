@@ -214,7 +214,14 @@ def test_admin_ingests_a_server_folder_and_manages_documents(
     stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     at = signed_in(stack, stack.admin_key, monkeypatch)
-    assert at.sidebar.radio[0].options == ["Chat", "Ingestion", "Documents", "Usage", "Quality"]
+    assert at.sidebar.radio[0].options == [
+        "Chat",
+        "Ingestion",
+        "Documents",
+        "Access",
+        "Usage",
+        "Quality",
+    ]
 
     at.sidebar.radio[0].set_value("Ingestion").run()
     at.text_input(key="folder-groups").input("staff")
@@ -249,6 +256,33 @@ def test_admin_ingests_a_server_folder_and_manages_documents(
     }
     assert "expenses.md" not in names
     assert "leave.md" in names
+
+
+def test_admin_sets_and_removes_an_access_rule(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    at = signed_in(stack, stack.admin_key, monkeypatch)
+    at.sidebar.radio[0].set_value("Access").run()
+    rules = at.dataframe[0].value  # the rules the fixture's `ingest --groups` recorded
+    assert {Path(p).name: g for p, g in zip(rules.iloc[:, 0], rules["groups"], strict=True)}[
+        "hr"
+    ] == "hr"
+    source = "https://intranet.example.org/handbook"
+    at.text_input(key="access-path").input(source)
+    at.text_input(key="access-groups").input("staff, board")
+    next(b for b in at.button if b.label == "Save rule").click().run()
+    assert not at.exception, at.exception
+    assert any(f"{source}: staff, board (0 documents changed)" in m.value for m in at.success)
+    listed = api_get(stack, stack.admin_key, "/v1/access/rules")["rules"]
+    assert {r["prefix"]: r["groups"] for r in listed}[source] == ["staff", "board"]
+
+    at.selectbox(key="access-rm").set_value(source)
+    next(b for b in at.button if b.label == "Remove rule").click().run()
+    assert any(f"Removed the rule of {source}" in m.value for m in at.success)
+    history = at.dataframe[-1].value
+    assert list(history["after"][:2]) == ["(removed)", "staff, board"]
+    listed = api_get(stack, stack.admin_key, "/v1/access/rules")["rules"]
+    assert source not in {r["prefix"] for r in listed}
 
 
 def test_admin_usage_and_quality_pages_show_figures(
