@@ -13,6 +13,7 @@ so an upgrade changes nobody's access.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from dataclasses import dataclass
@@ -134,7 +135,8 @@ class Registry:
             had_rules = inspect(self._engine).has_table("access_rules")
             create_tables(_metadata, self._engine)
             if not had_rules:
-                self._rules_from_documents()
+                with contextlib.suppress(IntegrityError):  # another process did it first
+                    self.keep_document_groups()
         except SQLAlchemyError as exc:
             raise _open_error(exc) from exc
 
@@ -217,11 +219,17 @@ class Registry:
             for r in rows
         ]
 
-    def _rules_from_documents(self) -> None:
-        """A database from before access rules: one rule per document, keeping its groups."""
+    def keep_document_groups(self) -> None:
+        """For documents from before access rules (an upgraded database, an old backup
+        restored): one rule per document without a rule of its own, with the groups it has."""
         now = time.time()
         with self._engine.begin() as conn:
-            rows = conn.execute(select(documents.c.source, documents.c.groups)).all()
+            ruled = {r.prefix for r in conn.execute(select(access_rules.c.prefix))}
+            rows = [
+                r
+                for r in conn.execute(select(documents.c.source, documents.c.groups)).all()
+                if r.source not in ruled
+            ]
             if not rows:
                 return
             conn.execute(

@@ -189,6 +189,12 @@ def restore(
         rows = _load_sql(engine, tables, folder / SQL)
     finally:
         engine.dispose()
+    if "access_rules" not in manifest["rows"]:  # a backup from before access rules
+        registry = Registry(url)
+        try:
+            registry.keep_document_groups()
+        finally:
+            registry.close()
     return BackupReport(folder, collection, restored, rows, time.perf_counter() - started)
 
 

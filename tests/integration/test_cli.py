@@ -33,7 +33,8 @@ def test_ingest_json_contract_exit_codes_and_docs_commands(kb: Path, tmp_path: P
     assert set(failure) == {"source", "reason"}
     assert failure["source"] == str((kb / "garbage.docx").resolve())
     assert "not a valid DOCX file" in failure["reason"]
-    assert report["updated"] == 2  # groups changed back to the default
+    assert (report["updated"], report["unchanged"]) == (0, 2)  # a run without --groups
+    # keeps the rule that --groups recorded, and --tag's tags
 
     listed = run(["docs", "list", "--json"], data)
     assert listed.returncode == 0, listed.stderr
@@ -41,7 +42,8 @@ def test_ingest_json_contract_exit_codes_and_docs_commands(kb: Path, tmp_path: P
     assert {Path(d["source"]).name for d in docs} == {"leave.md", "security.docx"}
     for d in docs:
         assert set(d) >= {"doc_id", "source", "title", "chunks", "groups", "ingested_at"}
-        assert d["groups"] == ["everyone"]
+        assert d["groups"] == ["staff", "hr"]
+        assert d["tags"] == ["policy"]
         assert d["chunks"] > 0
 
     status = json.loads(run(["status", "--json"], data).stdout)

@@ -40,7 +40,8 @@ def test_migrate_moves_the_knowledge_base_between_engines_without_reembedding(
     kb: Path, tmp_path: Path
 ) -> None:
     data = tmp_path / "data"
-    assert run(["ingest", str(kb)], data, ENCLAVE_STORE__ENGINE="local").returncode == 0
+    ingested = run(["ingest", str(kb), "--groups", "everyone"], data, ENCLAVE_STORE__ENGINE="local")
+    assert ingested.returncode == 0
     local = _status(data, "local")
     assert local["engine"] == "qdrant-local"
     assert int(str(local["chunks"])) > 0

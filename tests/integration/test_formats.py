@@ -34,7 +34,7 @@ def ingested(
         write(kb / f"leave{ext}", SPEC)
     container: Container = build_container(Settings(data_dir=root / "data"), embedder=embedder)  # type: ignore[arg-type]
     try:
-        report = Ingestor(container).run([kb])
+        report = Ingestor(container).run([kb], groups=["everyone"])
         assert report.failed == []
         assert report.added == len(WRITERS)
         chunks: dict[str, list[Chunk]] = {}

@@ -63,7 +63,7 @@ def test_changing_the_embedder_is_detected_and_reindex_switches_when_complete(
     kb: Path, tmp_path: Path, other_embedder: Path
 ) -> None:
     data = tmp_path / "data"
-    _ok(["ingest", str(kb)], data)
+    _ok(["ingest", str(kb), "--groups", "everyone"], data)
     before = _status(data)
     new = {"ENCLAVE_EMBEDDER__MODEL": str(other_embedder)}
 
@@ -104,7 +104,7 @@ def test_backup_restores_into_another_engine_and_refuses_damage_and_overwrites(
     kb: Path, tmp_path: Path
 ) -> None:
     data = tmp_path / "data"
-    _ok(["ingest", str(kb)], data)
+    _ok(["ingest", str(kb), "--groups", "everyone"], data)
     key = json.loads(_ok(["keys", "create", "--role", "user", "--groups", "hr", "--json"], data))
     before = _status(data)
     backup = tmp_path / "backup-1"
@@ -156,7 +156,7 @@ def test_a_sqlite_backup_restores_into_postgresql_and_the_database_keeps_working
     kb: Path, tmp_path: Path, postgres: Postgres
 ) -> None:
     data = tmp_path / "data"
-    _ok(["ingest", str(kb)], data)
+    _ok(["ingest", str(kb), "--groups", "everyone"], data)
     sqlite = AppDatabase(Settings(data_dir=data).database_url)
     try:
         record, key = sqlite.create_key("user", ["hr"], name="alice")

@@ -71,15 +71,12 @@ def kb(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Iterator
         ingest=IngestSettings(
             chunk_tokens=64,  # several chunks per document, for neighbours
             chunk_overlap=8,
-            folder_groups={
-                str((docs / "public").resolve()): ["everyone"],
-                str((docs / "it").resolve()): ["it"],
-                str((docs / "finance").resolve()): ["finance"],
-            },
         ),
     )
     container = build_container(settings, embedder=embedder)
     ingestor = Ingestor(container)
+    for folder, group in (("public", "everyone"), ("it", "it"), ("finance", "finance")):
+        ingestor.access.set_rule(docs / folder, [group], "test")  # before anything is ingested
     assert not ingestor.run([docs / "it", docs / "finance"]).failed
     assert not ingestor.run([docs / "public" / "leave.md"]).failed
     assert not ingestor.run([docs / "public" / "travel.md"], tags=["trips"]).failed
