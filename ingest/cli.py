@@ -172,7 +172,7 @@ def split_groups(groups: str | None) -> list[str] | None:
     """``--groups a,b`` as checked group names; ``None`` when the option was not given."""
     if groups is None:
         return None
-    names = group_names([g for g in groups.split(",") if g.strip()], "--groups")
+    names = group_names([g for g in groups.split(",") if g.strip()])
     if not names:
         raise InputError("--groups is empty; give one or more group names, e.g. --groups hr,staff")
     return list(names)
