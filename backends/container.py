@@ -10,7 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NoReturn, cast
 
-from backends.registry import Registry
+from backends.sql.registry import Registry
+from backends.sql.schema import open_engine
 from core.errors import StoreError, StoreLockedError
 from core.protocols import Embedder, Reranker, SparseEncoder, VectorStore
 from core.runtime import private_dir
@@ -18,6 +19,8 @@ from core.settings import Settings
 from core.types import CollectionSpec
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
     from backends.generators import OpenAICompatibleGenerator
     from backends.llama_server import EmbeddedLlamaServer
 
@@ -44,6 +47,7 @@ class Container:
 
     settings: Settings
     store: VectorStore
+    database: Engine  # the SQL database: the registry's, and the API's tables (one engine)
     registry: Registry
     sparse: SparseEncoder
     collection: str  # the physical collection behind settings.store.collection
@@ -137,6 +141,7 @@ class Container:
             self._llama.stop()
         self.store.close()
         self.registry.close()
+        self.database.dispose()
 
 
 def build_store(settings: Settings, collection: str | None = None) -> VectorStore:
@@ -244,7 +249,8 @@ def build_container(
 
     with contextlib.suppress(OSError):  # an unusable data dir is reported by what opens it
         private_dir(settings.data_dir)
-    registry = Registry(settings.database_url)
+    database = open_engine(settings.database_url)
+    registry = Registry(database)
     collection = registry.active_collection(settings.store.collection)
     try:
         try:
@@ -256,11 +262,12 @@ def build_container(
             logger.warning("%s; waiting for it (store requests fail until then)", exc)
             store = cast(VectorStore, _WaitingStore(lambda: build_store(settings, collection), exc))
     except Exception:
-        registry.close()
+        database.dispose()
         raise
     return Container(
         settings=settings,
         store=store,
+        database=database,
         registry=registry,
         sparse=Bm25Encoder(settings.sparse),
         collection=collection,

@@ -620,7 +620,7 @@ def _measure(
     from core.types import Principal, SearchRequest
     from retrieval.filters import access_scope, build_filter
     from retrieval.search import _DEDUPE_SPARE
-    from serving.retriever import build_retriever
+    from serving.answers import build_retriever
 
     engine, size, out = str(job["engine"]), int(job["points"]), sys.stderr
     store_dir = Path(job["store_dir"])

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from backends.registry import RegisteredDocument, Registry
+from backends.sql.registry import RegisteredDocument, Registry
 from core.errors import InputError
 from core.protocols import VectorStore
 from core.types import AccessRule, covers, group_names

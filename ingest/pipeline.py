@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from backends.container import Container
-from backends.registry import RegisteredDocument
+from backends.sql.registry import RegisteredDocument
 from core.errors import DocumentError, FileTooLargeError
 from core.types import Chunk, Document, EmbeddedChunk, group_names
 from ingest.access import AccessControl, RuleSet, cli_actor, rule_prefix

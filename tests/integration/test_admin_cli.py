@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from backends.sql.app import AppDatabase, AuditEntry
 from core.settings import Settings
-from serving.db import AppDatabase, AuditEntry
 from tests.processes import run
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -24,12 +24,12 @@ import httpx
 import pytest
 
 from backends.container import Container, build_container
+from backends.sql.app import AppDatabase, AuditEntry
 from core.protocols import Embedder
 from core.settings import ApiSettings, LLMSettings, ModelSettings, Settings
 from ingest.pipeline import Ingestor
-from serving.answering import NOT_COVERED
+from serving.answers import NOT_COVERED
 from serving.api import create_app
-from serving.db import AppDatabase, AuditEntry
 from serving.evaluation import write_eval_record
 from tests.data.make_files import sample_spec, write_md
 from tests.processes import Server, free_port

@@ -14,11 +14,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from backends.registry import Registry
+from backends.sql.app import AppDatabase, AuditEntry
+from backends.sql.registry import Registry
 from core.errors import InputError, NotFoundError, StoreError
 from core.settings import Settings
 from core.types import Document, Principal
-from serving.db import AppDatabase, AuditEntry
 
 pytestmark = [pytest.mark.integration]
 
@@ -50,10 +50,10 @@ def sqlite_db(db_path: Path) -> Iterator[AppDatabase]:
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     """The database's clock, moved by hand: ``clock[0] += 1`` is one second later."""
-    import serving.db
+    import backends.sql.app
 
     now = [1_700_000_000.0]
-    monkeypatch.setattr(serving.db, "time", SimpleNamespace(time=lambda: now[0]))
+    monkeypatch.setattr(backends.sql.app, "time", SimpleNamespace(time=lambda: now[0]))
     return now
 
 
@@ -250,9 +250,9 @@ def test_audit_since_is_oldest_first_and_filters_by_time(
 def test_audit_since_pages_through_many_rows(
     db: AppDatabase, monkeypatch: pytest.MonkeyPatch, clock: list[float]
 ) -> None:
-    import serving.db
+    import backends.sql.app
 
-    monkeypatch.setattr(serving.db, "_PAGE", 3)
+    monkeypatch.setattr(backends.sql.app, "_PAGE", 3)
     ids = [db.record(entry("k1", f"q{i}")) for i in range(5)]
     clock[0] += 1
     ids += [db.record(entry("k1", f"q{i}")) for i in range(5, 10)]  # pages split equal times

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import text
 
 from backends.container import Container, build_container
-from backends.registry import RegisteredDocument, Registry, make_engine
+from backends.sql.registry import RegisteredDocument, Registry, make_engine
 from core.errors import InputError
 from core.protocols import Embedder
 from core.settings import Settings

@@ -20,7 +20,7 @@ from backends.llama_server import EmbeddedLlamaServer, assemble_qwen, resolve_gg
 from core.errors import ConfigError, LLMUnavailableError, ModelError
 from core.settings import LLMSettings, ModelSettings
 from core.types import Usage
-from serving.answering import complete
+from serving.answers import complete
 from tests.processes import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from backends.sql.app import AppDatabase, AuditEntry
 from core.settings import Settings
-from serving.db import AppDatabase, AuditEntry
 from tests.integration.conftest import Postgres
 from tests.processes import run
 

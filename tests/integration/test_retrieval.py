@@ -27,7 +27,7 @@ from core.settings import IngestSettings, RerankerSettings, RetrievalSettings, S
 from core.types import Hit, Principal, SearchFilter
 from ingest.pipeline import Ingestor
 from retrieval.search import Retriever
-from serving.retriever import LOCAL_ADMIN, build_retriever
+from serving.answers import LOCAL_ADMIN, build_retriever
 from tests.data.make_files import sample_spec, write_docx, write_md, write_pdf
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -273,6 +273,7 @@ def container_with(base: Container, settings: Settings) -> Container:
     return Container(
         settings=settings,
         store=base.store,
+        database=base.database,
         registry=base.registry,
         sparse=base.sparse,
         collection=base.collection,

@@ -36,11 +36,11 @@ from schemathesis.config import SchemathesisConfig
 from starlette.types import Receive, Scope, Send
 
 from backends.container import build_container
+from backends.sql.app import AppDatabase
 from core.protocols import Embedder
 from core.settings import ApiSettings, LLMSettings, ModelSettings, Settings
 from ingest.pipeline import Ingestor
 from serving.api import create_app
-from serving.db import AppDatabase
 from tests.data.make_files import sample_spec, write_md
 from tests.processes import free_port
 from tests.reliability.conftest import extractive_llm_settings

@@ -28,8 +28,8 @@ import httpx
 import openai
 import pytest
 
+from backends.sql.app import AppDatabase
 from core.settings import Settings
-from serving.db import AppDatabase
 from tests.data.make_files import sample_spec, write_md
 from tests.processes import env_for, free_port, run, start, stop, wait_ok
 

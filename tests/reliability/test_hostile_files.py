@@ -22,8 +22,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from backends.sql.app import AppDatabase
 from core.settings import Settings
-from serving.db import AppDatabase
 from tests.data.make_hostile import (
     MIB,
     Hostile,

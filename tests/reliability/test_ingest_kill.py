@@ -57,7 +57,7 @@ def mark(stage):
 
 
 from backends.edge_store import EdgeStore
-from backends.registry import Registry
+from backends.sql.registry import Registry
 from ingest.parse import Parser
 
 

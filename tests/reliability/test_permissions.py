@@ -21,11 +21,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from backends.container import Container, build_container
+from backends.sql.app import AppDatabase
 from core.protocols import Embedder
 from core.settings import ApiSettings, Settings
 from ingest.pipeline import Ingestor
 from serving.api import create_app
-from serving.db import AppDatabase
 from tests.processes import Server, free_port, stop, wait_ok
 from tests.reliability.conftest import extractive_llm_settings
 

@@ -99,7 +99,7 @@ def test_a_sign_in_link_works_once_and_only_from_this_machine(
     stack: Stack, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     from core.settings import Settings
-    from serving.launcher import sign_in_link
+    from serving.cli.launcher import sign_in_link
 
     monkeypatch.setenv("ENCLAVE_API_URL", stack.url)
     token, grant = sign_in_link(Settings(data_dir=tmp_path), stack.admin_key)

@@ -17,7 +17,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from core.settings import Settings
-from serving.launcher import sign_in_link
+from serving.cli.launcher import sign_in_link
 from tests.data.make_files import sample_spec, write_md
 from tests.processes import env_for, free_port, start, stop, wait_ok
 from tests.ui.conftest import Stack

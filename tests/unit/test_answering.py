@@ -10,7 +10,7 @@ import pytest
 from core.errors import InputError
 from core.settings import LLMSettings
 from core.types import Chunk, Hit, Principal, Usage
-from serving.answering import (
+from serving.answers import (
     NOT_COVERED,
     Answerer,
     Completed,

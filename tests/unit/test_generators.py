@@ -26,7 +26,7 @@ from backends.generators import OpenAICompatibleGenerator
 from core.errors import ConfigError, LLMUnavailableError, ModelError
 from core.settings import LLMSettings, ModelSettings
 from core.types import Chunk, Hit, Principal, Usage
-from serving.answering import Answerer, Router, complete
+from serving.answers import Answerer, Router, complete
 from tests.extractive_llm import create_app
 from tests.processes import free_port
 

@@ -16,7 +16,9 @@ from fastapi.testclient import TestClient
 
 from core.errors import StoreError
 from core.logging import JsonFormatter, TextFormatter, request_id_var
-from serving.web import Metrics, RequestContext, install_error_handlers
+from serving.api.errors import install_error_handlers
+from serving.api.metrics import Metrics
+from serving.api.middleware import RequestContext
 
 log = logging.getLogger("enclave.test")
 

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 
 from core.errors import InputError
-from serving.answering import NOT_COVERED
-from serving.api import ingest_target
+from serving.answers import NOT_COVERED
+from serving.api.jobs import ingest_target
+from serving.api.usage import percentile, usage_report, window_start
 from serving.evaluation import latest_eval_record, write_eval_record
-from serving.usage import percentile, usage_report, window_start
 
 NOW = datetime(2024, 5, 10, 15, 30, tzinfo=UTC).timestamp()
 DOCS = {"d1": ("Leave policy", "/kb/leave.md"), "d2": ("Security", "/kb/security.md")}

@@ -13,11 +13,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from backends.container import build_container
+from backends.sql.app import AppDatabase
 from core.protocols import Embedder
 from core.settings import LLMSettings, ModelSettings, Settings
 from ingest.pipeline import Ingestor
 from serving.api import create_app
-from serving.db import AppDatabase
 from tests.data.make_files import sample_spec, write_md
 
 from .conftest import CONTEXT_WINDOW, SERVED_NAME

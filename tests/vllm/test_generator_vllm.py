@@ -15,7 +15,7 @@ from backends.generators import OpenAICompatibleGenerator
 from core.errors import ConfigError, ModelError
 from core.settings import LLMSettings, ModelSettings
 from core.types import Usage
-from serving.answering import complete
+from serving.answers import complete
 
 from .conftest import CONTEXT_WINDOW, SERVED_NAME
 

@@ -1,0 +1,3 @@
+from serving.cli.app import main
+
+main()

@@ -1,0 +1,134 @@
+"""``enclave ask``: stream an answer to the terminal, citations underneath.
+
+Locally (the store and LLM opened by this process) or through a running server
+(``ENCLAVE_API_URL`` + ``ENCLAVE_API_KEY``), which is the way to ask while
+``enclave serve`` holds the embedded store.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import httpx
+import typer
+
+from backends.container import Container
+from core.errors import EnclaveError, InputError, LLMUnavailableError
+from serving.answers import LOCAL_ADMIN, Answerer, Completed, Router, Token, build_retriever
+
+
+def local_answerer(container: Container) -> Answerer:
+    """An Answerer on the container's store and LLMs (starting the embedded one if needed)."""
+    settings = container.settings
+    return Answerer(
+        build_retriever(container), Router(container.generators(), settings.llm), settings.llm
+    )
+
+
+def print_answer(
+    answerer: Answerer,
+    question: str,
+    groups: list[str] | None = None,
+    *,
+    model: str | None = None,
+    as_json: bool = False,
+) -> None:
+    """Stream one answer to stdout (tokens as they come), citations underneath."""
+    done: Completed | None = None
+    for event in answerer.run(question, LOCAL_ADMIN, model=model, groups=groups):
+        if isinstance(event, Token) and not as_json:
+            _write(event.text)
+        elif isinstance(event, Completed):
+            done = event
+    assert done is not None
+    answer = done.answer
+    result = {
+        "answer": answer.text,
+        "citations": [asdict(c) for c in answer.citations],
+        "model": answer.model,
+        "abstained": done.abstained,
+    }
+    _finish(result, as_json, streamed=not done.abstained)
+
+
+def ask_local(
+    container: Container,
+    question: str,
+    groups: list[str] | None,
+    *,
+    model: str | None,
+    as_json: bool,
+) -> None:
+    try:
+        print_answer(local_answerer(container), question, groups, model=model, as_json=as_json)
+    finally:
+        container.close()
+
+
+def ask_remote(
+    api_url: str, api_key: str, question: str, *, model: str | None, as_json: bool
+) -> None:
+    body: dict[str, Any] = {"question": question, "stream": True}
+    if model:
+        body["model"] = model
+    url = api_url.rstrip("/") + "/v1/ask"
+    headers = {"Authorization": f"Bearer {api_key}"}
+    try:
+        with httpx.stream(
+            "POST", url, json=body, headers=headers, timeout=httpx.Timeout(300, connect=5)
+        ) as response:
+            if response.status_code >= 400:
+                response.read()
+                raise InputError(f"{url} answered {response.status_code}: {_message(response)}")
+            for event, data in _events(response.iter_lines()):
+                if event == "token" and not as_json:
+                    _write(data["text"])
+                elif event == "error":
+                    raise LLMUnavailableError(data["error"]["message"])
+                elif event == "done":
+                    _finish(data, as_json, streamed=not data.get("abstained"))
+    except httpx.HTTPError as exc:
+        raise EnclaveError(
+            f"cannot reach the Enclave API at {api_url} ({exc.__class__.__name__}); is "
+            "`enclave serve` running there?"
+        ) from exc
+
+
+def _events(lines: Iterator[str]) -> Iterator[tuple[str, dict[str, Any]]]:
+    event = "message"
+    for line in lines:
+        if line.startswith("event:"):
+            event = line[6:].strip()
+        elif line.startswith("data:"):
+            yield event, json.loads(line[5:])
+            event = "message"
+
+
+def _message(response: httpx.Response) -> str:
+    try:
+        return str(response.json()["error"]["message"])
+    except (ValueError, KeyError, TypeError):
+        return response.text[:200]
+
+
+def _write(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+def _finish(result: dict[str, Any], as_json: bool, *, streamed: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(result, ensure_ascii=False))
+        return
+    if not streamed:
+        typer.echo(result["answer"])
+    typer.echo("")
+    for c in result["citations"]:
+        where = f", page {c['page']}" if c.get("page") else ""
+        typer.echo(f"\n[{c['n']}] {c['title']}{where} — {Path(c['source']).name}")
+        typer.echo(f'    "{c["quote"]}"')
