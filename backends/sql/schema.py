@@ -11,6 +11,7 @@ of a race finds the tables there and checks again. A database created before mig
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from pathlib import Path
 
@@ -29,6 +30,7 @@ logger = logging.getLogger(__name__)
 _MIGRATIONS = Path(__file__).with_name("migrations")
 _PG_LOCK = 7_446_001  # the advisory lock id of Enclave's schema upgrades
 _ATTEMPTS = 5
+_IN_PROCESS = threading.Lock()  # Alembic's context is process-global: one upgrade at a time
 
 
 def _config(connection: Connection | None = None) -> Config:
@@ -56,6 +58,11 @@ def upgrade(engine: Engine) -> str:
     target = head()
     if current(engine) == target:
         return target
+    with _IN_PROCESS:
+        return _upgrade(engine, target)
+
+
+def _upgrade(engine: Engine, target: str) -> str:
     for attempt in range(_ATTEMPTS):
         try:
             with translate("upgrading the schema"), engine.begin() as conn:

@@ -291,10 +291,14 @@ class Status(BaseModel):
     status: str
 
 
-class Deleted(BaseModel):
+class DocumentDeleted(BaseModel):
     status: Literal["deleted"] = "deleted"
-    doc_id: str | None = None
-    conversation_id: str | None = None
+    doc_id: str
+
+
+class ConversationDeleted(BaseModel):
+    status: Literal["deleted"] = "deleted"
+    conversation_id: str
 
 
 class AccessHistoryOut(BaseModel):

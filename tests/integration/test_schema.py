@@ -7,6 +7,8 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import closing
@@ -110,8 +112,16 @@ def test_a_database_of_the_last_release_is_upgraded_with_its_data(url: str) -> N
     assert differences(url) == []
 
 
-def test_two_processes_opening_a_new_database_at_once_both_work(url: str) -> None:
-    errors: list[BaseException] = []
+OPEN = "import sys; from backends.sql.registry import Registry; Registry(sys.argv[1]).close()"
+
+
+def test_processes_and_threads_opening_a_new_database_at_once_all_work(url: str) -> None:
+    root = Path(__file__).resolve().parents[2]
+    processes = [
+        subprocess.Popen([sys.executable, "-c", OPEN, url], cwd=root, stderr=subprocess.PIPE)
+        for _ in range(3)
+    ]
+    errors: list[Exception] = []
 
     def open_it() -> None:
         try:
@@ -119,11 +129,14 @@ def test_two_processes_opening_a_new_database_at_once_both_work(url: str) -> Non
         except Exception as exc:  # noqa: BLE001 - collected, asserted below
             errors.append(exc)
 
-    threads = [threading.Thread(target=open_it) for _ in range(3)]
+    threads = [threading.Thread(target=open_it) for _ in range(2)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    for process in processes:
+        _, err = process.communicate(timeout=120)
+        assert process.returncode == 0, err.decode(errors="replace")
     assert errors == []
     assert differences(url) == []
 

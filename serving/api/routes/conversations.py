@@ -6,7 +6,7 @@ from fastapi import APIRouter
 
 from serving.api.deps import KeyDep, ServicesDep
 from serving.api.errors import errors
-from serving.api.schemas import ConversationsOut, Deleted, TurnsOut
+from serving.api.schemas import ConversationDeleted, ConversationsOut, TurnsOut
 
 router = APIRouter(tags=["conversations"])
 
@@ -27,7 +27,7 @@ def get_conversation(conversation_id: str, services: ServicesDep, key: KeyDep) -
 
 
 @router.delete("/v1/conversations/{conversation_id}", responses=errors(400, 404, 422))
-def delete_conversation(conversation_id: str, services: ServicesDep, key: KeyDep) -> Deleted:
+def delete_conversation(conversation_id: str, services: ServicesDep, key: KeyDep) -> ConversationDeleted:
     """Delete one of the key's conversations (the audit log keeps its answers)."""
     services.db.delete_conversation(conversation_id, key.id)
-    return Deleted(conversation_id=conversation_id)
+    return ConversationDeleted(conversation_id=conversation_id)

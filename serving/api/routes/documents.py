@@ -14,7 +14,13 @@ from serving.api.deps import AdminDep, ServicesDep
 from serving.api.errors import errors
 from serving.api.jobs import ingest_target, names, split_names
 from serving.api.originals import safe_name, save_upload, unique_in
-from serving.api.schemas import Deleted, DocumentOut, DocumentsOut, IngestRequest, JobStarted
+from serving.api.schemas import (
+    DocumentDeleted,
+    DocumentOut,
+    DocumentsOut,
+    IngestRequest,
+    JobStarted,
+)
 from serving.api.services import Services
 
 router = APIRouter(tags=["documents"])
@@ -41,11 +47,11 @@ def get_document(doc_id: str, services: ServicesDep, _key: AdminDep) -> Document
 
 
 @router.delete("/v1/documents/{doc_id}", responses=errors(403, 404, 422))
-def delete_document(doc_id: str, services: ServicesDep, _key: AdminDep) -> Deleted:
+def delete_document(doc_id: str, services: ServicesDep, _key: AdminDep) -> DocumentDeleted:
     """Remove a document and its chunks (an uploaded original too)."""
     registered(services, doc_id)
     services.ingestor.delete(doc_id)
-    return Deleted(doc_id=doc_id)
+    return DocumentDeleted(doc_id=doc_id)
 
 
 @router.post("/v1/documents", status_code=202, responses=errors(400, 403, 422))
