@@ -6,10 +6,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import text
 
 from backends.container import Container, build_container
-from backends.sql.registry import RegisteredDocument, Registry, make_engine
+from backends.sql.registry import RegisteredDocument
 from core.errors import InputError
 from core.protocols import Embedder
 from core.settings import Settings
@@ -203,32 +202,6 @@ def test_symbolic_links_never_carry_another_folders_file(
             assert ("out.md" in {Path(f.source).name for f in report.failed}) is True
         finally:
             container.close()
-
-
-def test_an_upgraded_database_keeps_every_documents_groups(
-    container: Container, tmp_path: Path
-) -> None:
-    kb = make_kb(tmp_path / "kb")
-    Ingestor(container).run([kb / "hr"], groups=["hr"])
-    Ingestor(container).run([kb / "leave.md"], groups=["staff"])
-    before = groups_by_name(container)
-    url = container.settings.database_url
-    engine = make_engine(url)
-    with engine.begin() as conn:  # a database from before access rules existed
-        conn.execute(text("DROP TABLE access_rules"))
-    engine.dispose()
-    upgraded = Registry(url)
-    try:
-        rules = {Path(r.prefix).name: (r.groups, r.origin) for r in upgraded.rules()}
-        assert rules == {
-            "expenses.pdf": (("hr",), "upgrade"),
-            "travel.md": (("hr",), "upgrade"),
-            "leave.md": (("staff",), "upgrade"),
-        }
-    finally:
-        upgraded.close()
-    assert Ingestor(container).run([kb / "hr", kb / "leave.md"]).updated == 0
-    assert groups_by_name(container) == before
 
 
 def test_dry_run_reports_without_writing(container: Container, tmp_path: Path) -> None:
