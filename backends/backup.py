@@ -45,6 +45,7 @@ MANIFEST = "manifest.json"
 POINTS = "points.jsonl.gz"
 SQL = "sql.jsonl.gz"
 _BATCH = 512
+_SCHEMA_TABLE = "alembic_version"
 
 Progress = Callable[[str], None]
 
@@ -138,7 +139,7 @@ def restore(
     engine = make_engine(url)
     try:
         tables = _tables(engine)
-        unknown = set(manifest["rows"]) - set(tables)
+        unknown = set(manifest["rows"]) - set(tables) - {_SCHEMA_TABLE}
         if unknown:
             raise InputError(
                 f"the backup in {folder} has tables this version does not know "
@@ -151,6 +152,7 @@ def restore(
                 filled = {
                     name: n
                     for name in manifest["rows"]
+                    if name in tables
                     if (n := conn.execute(select(func.count()).select_from(tables[name])).scalar())
                 }
             if (held or filled) and not replace:
@@ -256,12 +258,13 @@ def _batches(points: Iterator[EmbeddedChunk]) -> Iterator[list[EmbeddedChunk]]:
 
 
 def _tables(engine: Any) -> dict[str, Any]:
+    """The application's tables; Alembic's version table belongs to the schema, not the data."""
     metadata = MetaData()
     try:
         metadata.reflect(engine)
     except SQLAlchemyError as exc:
         raise StoreError(f"cannot read the database: {exc}") from exc
-    return {table.name: table for table in metadata.sorted_tables}
+    return {table.name: table for table in metadata.sorted_tables if table.name != _SCHEMA_TABLE}
 
 
 def _dump_sql(url: str, path: Path) -> dict[str, int]:
@@ -289,6 +292,8 @@ def _load_sql(engine: Any, tables: dict[str, Any], path: Path) -> dict[str, int]
         with gzip.open(path, "rt", encoding="utf-8") as lines:
             for line in lines:
                 item = json.loads(line)
+                if item["table"] not in tables:
+                    continue
                 batch = pending.setdefault(item["table"], [])
                 batch.append(item["row"])
                 if len(batch) == _BATCH:
