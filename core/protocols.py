@@ -150,6 +150,8 @@ class Generator(Protocol):
     - ``stream`` yields the text as it is generated, then one ``Usage``. Closing the
       iterator early stops the generation. A server that cannot be reached (after
       retries), times out or fails mid-answer raises ``LLMUnavailableError``.
+    - ``astream`` is the same without holding a thread while the server writes (the API
+      serves many slow answers at once); ``aclose`` releases what it opened.
     """
 
     @property
@@ -166,3 +168,9 @@ class Generator(Protocol):
     def stream(
         self, messages: Sequence[dict[str, str]], max_tokens: int, temperature: float = 0.1
     ) -> abc.Generator[str | Usage, None, None]: ...
+
+    def astream(
+        self, messages: Sequence[dict[str, str]], max_tokens: int, temperature: float = 0.1
+    ) -> abc.AsyncGenerator[str | Usage, None]: ...
+
+    async def aclose(self) -> None: ...

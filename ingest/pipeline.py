@@ -38,6 +38,7 @@ from typing import Any, Literal, Protocol
 from backends.container import Container
 from backends.sql.registry import RegisteredDocument
 from core.errors import DocumentError, FileTooLargeError
+from core.protocols import VectorStore
 from core.types import Chunk, Document, EmbeddedChunk, group_names
 from ingest.access import AccessControl, RuleSet, cli_actor, rule_prefix
 from ingest.chunk import Chunker
@@ -310,13 +311,21 @@ class Ingestor:
         report.stage_seconds["scan"] = time.perf_counter() - started
         return Plan(report, planned, access, deletions)
 
-    def update_access(self, doc_id: str, groups: Sequence[str], tags: Sequence[str]) -> bool:
+    def update_access(
+        self,
+        doc_id: str,
+        groups: Sequence[str],
+        tags: Sequence[str],
+        *,
+        store: VectorStore | None = None,
+    ) -> bool:
         """Give a registered document new groups and tags (a payload update, no
-        re-embedding); False when it is no longer registered."""
+        re-embedding) in ``store`` (default: the container's); False when it is no longer
+        registered."""
         previous = self._c.registry.get(doc_id)
         if previous is None:
             return False
-        self._c.store.set_access(doc_id, tuple(groups), tuple(tags))
+        (store or self._c.store).set_access(doc_id, tuple(groups), tuple(tags))
         kept = replace(previous.document, groups=tuple(groups), tags=tuple(tags))
         self._c.registry.put(kept, previous.chunks)
         return True
@@ -363,19 +372,23 @@ class Ingestor:
         stages["embed"] = stages.get("embed", 0.0) + time.perf_counter() - parsed
         return prepared
 
-    def commit(self, prepared: Prepared, report: IngestReport) -> None:
-        """Write prepared files (the second phase of a queued task) in :meth:`run`'s
-        crash-safe order: upsert their chunks, then per document delete other versions
-        and record it. Repeating a commit writes the same points again."""
+    def commit(
+        self, prepared: Prepared, report: IngestReport, *, store: VectorStore | None = None
+    ) -> None:
+        """Write prepared files (the second phase of a queued task) into ``store`` (default:
+        the container's) in :meth:`run`'s crash-safe order: upsert their chunks, then per
+        document delete other versions and record it. Repeating a commit writes the same
+        points again."""
         if not prepared.items:
             return
+        target = store or self._c.store
         started = time.perf_counter()
-        self._c.store.ensure_collection(self._c.collection_spec())
+        target.ensure_collection(self._c.collection_spec())
         step = self._c.settings.embedder.batch_size * _BATCHES_PER_WRITE
         for start in range(0, len(prepared.points), step):
-            self._c.store.upsert(prepared.points[start : start + step])
+            target.upsert(prepared.points[start : start + step])
         for item in prepared.items:
-            self._finish(item, report)
+            self._finish(item, report, target)
         stages = report.stage_seconds
         stages["upsert"] = stages.get("upsert", 0.0) + time.perf_counter() - started
 
@@ -539,11 +552,12 @@ class Ingestor:
             if not dry_run:
                 self.delete(record.document.doc_id)
 
-    def delete(self, doc_id: str) -> None:
-        """Remove a document: chunks first, registry row last (a crash in between is
-        repaired by deleting again); an uploaded original goes with it."""
+    def delete(self, doc_id: str, *, store: VectorStore | None = None) -> None:
+        """Remove a document from ``store`` (default: the container's): chunks first,
+        registry row last (a crash in between is repaired by deleting again); an uploaded
+        original goes with it."""
         record = self._c.registry.get(doc_id)
-        self._c.store.delete_document(doc_id)
+        (store or self._c.store).delete_document(doc_id)
         self._c.registry.remove(doc_id)
         if record is not None:
             self.discard_upload(Path(record.document.source))
@@ -676,10 +690,12 @@ class Ingestor:
             return _Parsed(plan, error="no extractable text")
         return _Parsed(plan, document=document, chunks=chunks)
 
-    def _finish(self, item: _Parsed, report: IngestReport) -> None:
+    def _finish(
+        self, item: _Parsed, report: IngestReport, store: VectorStore | None = None
+    ) -> None:
         assert item.document is not None
         document = item.document
-        self._c.store.delete_document(document.doc_id, keep_hash=document.content_hash)
+        (store or self._c.store).delete_document(document.doc_id, keep_hash=document.content_hash)
         self._c.registry.put(document, len(item.chunks))
         if item.planned.kind == "add":
             report.added += 1

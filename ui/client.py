@@ -6,12 +6,12 @@ and what to do; the pages show that sentence and nothing else (no tracebacks).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from httpx_sse import EventSource
 
 CONNECT_TIMEOUT_S = 5.0
 READ_TIMEOUT_S = 120.0  # between two bytes of a streamed answer (the LLM may be slow)
@@ -150,7 +150,8 @@ class EnclaveClient:
                 if response.status_code >= 400:
                     response.read()
                     raise problem_for(response.status_code, _json(response), response.headers)
-                for event in _sse(response.iter_lines()):
+                for sse in EventSource(response).iter_sse():
+                    event = StreamEvent(sse.event, sse.json())
                     if event.event == "error":
                         kind = str(event.data.get("error", {}).get("type", ""))
                         raise problem_for(_STREAM_STATUS.get(kind, 500), event.data)
@@ -238,22 +239,6 @@ def _json(response: httpx.Response) -> dict[str, Any]:
     except ValueError:
         return {}
     return data if isinstance(data, dict) else {}
-
-
-def _sse(lines: Iterator[str]) -> Iterator[StreamEvent]:
-    """Parse server-sent events (``event:`` + ``data:`` lines, blank line ends one)."""
-    event, data = "message", list[str]()
-    for line in lines:
-        if not line:
-            if data:
-                yield StreamEvent(event, json.loads("\n".join(data)))
-            event, data = "message", list[str]()
-        elif line.startswith("event:"):
-            event = line[6:].strip()
-        elif line.startswith("data:"):
-            data.append(line[5:].lstrip())
-    if data:
-        yield StreamEvent(event, json.loads("\n".join(data)))
 
 
 def _filename(disposition: str) -> str:

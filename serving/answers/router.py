@@ -41,6 +41,9 @@ class Router:
     def names(self) -> list[str]:
         return list(self._generators)
 
+    def generators(self) -> list[Generator]:
+        return list(self._generators.values())
+
     def get(self, name: str) -> Generator:
         return self._generators[name]
 

@@ -7,8 +7,12 @@ from __future__ import annotations
 
 import time
 import weakref
+from collections import abc
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
+from typing import Any
+
+import anyio
 
 from backends.sql.app import AppDatabase, AuditEntry
 from core.errors import InputError
@@ -59,26 +63,28 @@ class AnswerSession:
         self.started = time.perf_counter()
         self.release: Callable[[], None] = acquire() if acquire is not None else _nothing
         weakref.finalize(self, self.release)  # also when a stream that never started is dropped
-        self.events = answerer.run(
-            question,
-            principal,
-            history=history,
-            model=model,
-            filters=filters,
-            groups=groups,
-            top_k=top_k,
-        )
+        self._answerer = answerer
+        self._principal = principal
+        self._options: dict[str, Any] = {
+            "history": history,
+            "model": model,
+            "filters": filters,
+            "groups": groups,
+            "top_k": top_k,
+        }
+        self._events: abc.Generator[AnswerEvent, None, None] | None = None
+        self._aevents: abc.AsyncGenerator[AnswerEvent, None] | None = None
         self.pieces: list[str] = []
         self.retrieved: Retrieved | None = None
         self.answer_id = ""
 
+    # -- synchronous (the command line) ---------------------------------------------------
     def next_event(self) -> AnswerEvent | None:
-        event = next(self.events, None)
-        if isinstance(event, Retrieved):
-            self.retrieved = event
-        elif isinstance(event, Token):
-            self.pieces.append(event.text)
-        elif isinstance(event, Completed):
+        if self._events is None:
+            self._events = self._answerer.run(self.question, self._principal, **self._options)
+        event = next(self._events, None)
+        self._seen(event)
+        if isinstance(event, Completed):
             self.finish(event)
         return event
 
@@ -89,6 +95,49 @@ class AnswerSession:
                 return event
             if event is None:  # pragma: no cover - the answerer always completes
                 raise AssertionError("answer ended without completing")
+
+    def fail(self, status: str) -> None:
+        """Audit an answer that failed or was cancelled, with what was written so far."""
+        self.release()
+        if self._events is not None:
+            self._events.close()
+        self.audit(status, "".join(self.pieces), None)
+
+    # -- asynchronous (the API: no thread held while the model writes) ----------------------
+    async def anext_event(self) -> AnswerEvent | None:
+        if self._aevents is None:
+            self._aevents = self._answerer.arun(self.question, self._principal, **self._options)
+        try:
+            event: AnswerEvent | None = await self._aevents.__anext__()
+        except StopAsyncIteration:
+            event = None
+        self._seen(event)
+        if isinstance(event, Completed):
+            await anyio.to_thread.run_sync(self.finish, event)
+        return event
+
+    async def arun_to_end(self) -> Completed:
+        while True:
+            event = await self.anext_event()
+            if isinstance(event, Completed):
+                return event
+            if event is None:  # pragma: no cover - the answerer always completes
+                raise AssertionError("answer ended without completing")
+
+    async def afail(self, status: str) -> None:
+        """:meth:`fail`, also when the request is being cancelled (shielded)."""
+        with anyio.CancelScope(shield=True):
+            self.release()
+            if self._aevents is not None:
+                await self._aevents.aclose()
+            await anyio.to_thread.run_sync(self.audit, status, "".join(self.pieces), None)
+
+    def _seen(self, event: AnswerEvent | None) -> None:
+        """Keep what an event tells (the passages, the text so far)."""
+        if isinstance(event, Retrieved):
+            self.retrieved = event
+        elif isinstance(event, Token):
+            self.pieces.append(event.text)
 
     def finish(self, done: Completed) -> None:
         self.release()
@@ -104,12 +153,6 @@ class AnswerSession:
                 answer_id=self.answer_id,
                 citations=[asdict(c) for c in done.answer.citations],
             )
-
-    def fail(self, status: str) -> None:
-        """Audit an answer that failed or was cancelled, with what was written so far."""
-        self.release()
-        self.events.close()
-        self.audit(status, "".join(self.pieces), None)
 
     def audit(self, status: str, answer: str, done: Completed | None) -> str:
         seen = self.retrieved

@@ -3,11 +3,9 @@ JSON of a finished answer."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from typing import Any, TypeVar
-
-from fastapi.concurrency import run_in_threadpool
 
 from core.types import Principal
 from serving.answers import Completed
@@ -19,14 +17,14 @@ from serving.api.schemas import AskResponse, UsageOut
 T = TypeVar("T")
 
 
-async def guarded(session: AnswerSession, step: Callable[[], T]) -> T:
-    """Run a step of the answer in a worker thread, auditing a failure before it propagates.
-    Streams run their first step this way before they start, so bad input, unknown models
-    and an unreachable store still get a proper status code instead of a stream."""
+async def guarded(session: AnswerSession, step: Callable[[], Awaitable[T]]) -> T:
+    """Run a step of the answer, auditing a failure before it propagates. Streams run their
+    first step this way before they start, so bad input, unknown models and an unreachable
+    store still get a proper status code instead of a stream."""
     try:
-        return await run_in_threadpool(step)
+        return await step()
     except Exception as exc:
-        await run_in_threadpool(session.fail, f"error: {classify(exc)[1]}")
+        await session.afail(f"error: {classify(exc)[1]}")
         raise
 
 

@@ -73,6 +73,8 @@ def create_app(
         try:
             yield
         finally:
+            for generator in ready.answerer.router.generators():
+                await generator.aclose()
             ready.close()
             if own:
                 c.close()

@@ -1,5 +1,7 @@
-"""Limits per caller: requests per key, failed sign-ins per address, answers in progress
-per key. All per process (see the README's known limitations)."""
+"""Limits per caller: requests per key and failed sign-ins per address (the ``limits``
+library: moving one-minute windows, in Redis when the ingestion queue's Redis is
+configured, so API replicas share them; in memory otherwise), and answers in progress
+per key (per process)."""
 
 from __future__ import annotations
 
@@ -8,71 +10,82 @@ import threading
 import time
 from collections.abc import Callable
 
+from limits import RateLimitItemPerMinute
+from limits.storage import MemoryStorage, Storage, storage_from_string
+from limits.strategies import MovingWindowRateLimiter
+
+from core.settings import Settings
 from serving.api.errors import ApiError
 
 
-class RateLimiter:
-    """A token bucket per API key: ``per_minute`` requests, refilled continuously."""
+def limit_storage(settings: Settings) -> Storage:
+    """Where the windows are counted: the queue's Redis (shared by API replicas), or this
+    process's memory."""
+    if settings.queue.url is not None:
+        storage = storage_from_string(settings.queue.url.get_secret_value())
+        assert isinstance(storage, Storage)  # a redis:// URL gives the synchronous storage
+        return storage
+    return MemoryStorage()
 
-    def __init__(self, per_minute: int) -> None:
-        self._capacity = float(per_minute)
-        self._rate = per_minute / 60.0
-        self._buckets: dict[str, tuple[float, float]] = {}
-        self._lock = threading.Lock()
+
+class _Window:
+    """``per_minute`` events per key in a moving one-minute window."""
+
+    def __init__(self, per_minute: int, storage: Storage, namespace: str) -> None:
+        self._item = RateLimitItemPerMinute(per_minute, namespace=namespace)
+        self._limiter = MovingWindowRateLimiter(storage)
+
+    def hit(self, key: str) -> bool:
+        """Count one event of ``key``; False when its window was full already."""
+        return bool(self._limiter.hit(self._item, key))
+
+    def full(self, key: str) -> bool:
+        return not self._limiter.test(self._item, key)
+
+    def wait_s(self, key: str) -> int:
+        reset = self._limiter.get_window_stats(self._item, key).reset_time
+        return max(1, math.ceil(reset - time.time()))
+
+
+class RateLimiter:
+    """``per_minute`` requests per API key (then 429 with Retry-After)."""
+
+    def __init__(self, per_minute: int, storage: Storage | None = None) -> None:
+        self._window = _Window(per_minute, storage or MemoryStorage(), "enclave-requests")
 
     def check(self, key_id: str) -> None:
-        """Take one token for ``key_id`` or raise a 429 ``ApiError`` with Retry-After."""
-        now = time.monotonic()
-        with self._lock:
-            tokens, last = self._buckets.get(key_id, (self._capacity, now))
-            tokens = min(self._capacity, tokens + (now - last) * self._rate)
-            if tokens < 1.0:
-                wait = math.ceil((1.0 - tokens) / self._rate)
-                self._buckets[key_id] = (tokens, now)
-                raise ApiError(
-                    429,
-                    "rate_limited",
-                    f"too many requests for this API key; retry in {wait} s",
-                    {"Retry-After": str(wait)},
-                )
-            self._buckets[key_id] = (tokens - 1.0, now)
+        """Count one request of ``key_id``, or raise a 429 ``ApiError`` with Retry-After."""
+        if not self._window.hit(key_id):
+            wait = self._window.wait_s(key_id)
+            raise ApiError(
+                429,
+                "rate_limited",
+                f"too many requests for this API key; retry in {wait} s",
+                {"Retry-After": str(wait)},
+            )
 
 
 class FailureThrottle:
-    """Failed sign-ins per client address: after ``per_minute`` failures, that address is
-    refused (429) without its key being checked, until the bucket refills."""
+    """Failed sign-ins per client address: after ``per_minute`` failures in a minute, that
+    address is refused (429) without its key being checked, until the window moves on."""
 
-    def __init__(self, per_minute: int) -> None:
-        self._capacity = float(per_minute)
-        self._rate = per_minute / 60.0
-        self._buckets: dict[str, tuple[float, float]] = {}
-        self._lock = threading.Lock()
-
-    def _tokens(self, client: str, now: float) -> float:
-        tokens, last = self._buckets.get(client, (self._capacity, now))
-        return min(self._capacity, tokens + (now - last) * self._rate)
+    def __init__(self, per_minute: int, storage: Storage | None = None) -> None:
+        self._window = _Window(per_minute, storage or MemoryStorage(), "enclave-sign-ins")
 
     def check(self, client: str) -> None:
-        """Refuse ``client`` while its failures are spent."""
-        now = time.monotonic()
-        with self._lock:
-            tokens = self._tokens(client, now)
-            if tokens < 1.0:
-                wait = math.ceil((1.0 - tokens) / self._rate)
-                raise ApiError(
-                    429,
-                    "rate_limited",
-                    f"too many failed sign-ins from this address; retry in {wait} s",
-                    {"Retry-After": str(wait)},
-                )
+        """Refuse ``client`` while its failures fill the window."""
+        if self._window.full(client):
+            wait = self._window.wait_s(client)
+            raise ApiError(
+                429,
+                "rate_limited",
+                f"too many failed sign-ins from this address; retry in {wait} s",
+                {"Retry-After": str(wait)},
+            )
 
     def failed(self, client: str) -> None:
         """Count one failed sign-in of ``client``."""
-        now = time.monotonic()
-        with self._lock:
-            self._buckets[client] = (self._tokens(client, now) - 1.0, now)
-            if len(self._buckets) > 100_000:  # bounded memory under a spray of addresses
-                self._buckets.clear()
+        self._window.hit(client)
 
 
 class InFlight:

@@ -14,7 +14,7 @@ from ingest.pipeline import Ingestor
 from serving.answers import Answerer, Completed, Router, build_retriever
 from serving.answers.session import AnswerSession
 from serving.api.jobs import JobRunner
-from serving.api.limits import FailureThrottle, InFlight, RateLimiter
+from serving.api.limits import FailureThrottle, InFlight, RateLimiter, limit_storage
 from serving.api.metrics import Metrics
 
 logger = logging.getLogger(__name__)
@@ -78,14 +78,15 @@ def build_services(
             generator.check()
         except LLMUnavailableError as exc:  # may come up later: /readyz reports it
             logger.warning("%s", exc)
+    storage = limit_storage(settings)
     return Services(
         settings=settings,
         container=container,
         db=AppDatabase(container.database),
         metrics=metrics or Metrics(),
-        limiter=RateLimiter(settings.api.rate_limit_per_minute),
+        limiter=RateLimiter(settings.api.rate_limit_per_minute, storage),
         answerer=Answerer(retriever, Router(generators, settings.llm), settings.llm),
         ingestor=Ingestor(container),
-        sign_ins=FailureThrottle(settings.api.auth_failures_per_minute),
+        sign_ins=FailureThrottle(settings.api.auth_failures_per_minute, storage),
         answering=InFlight(settings.api.max_answers_per_key),
     )

@@ -7,7 +7,6 @@ import json
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable
 
-from fastapi.concurrency import run_in_threadpool
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from serving.answers import AnswerEvent, Completed
@@ -43,8 +42,9 @@ def respond(events: AsyncIterator[ServerSentEvent]) -> EventSourceResponse:
 async def stream_events(
     session: AnswerSession, first: AnswerEvent | None, render: Render
 ) -> AsyncIterator[ServerSentEvent]:
-    """Drive a session, rendering each event; audit cancellations and failures. A client
-    that disconnects cancels this generator, which closes the LLM stream."""
+    """Drive a session, rendering each event; audit cancellations and failures. No thread
+    is held while the model writes. A client that disconnects cancels this generator,
+    which closes the LLM stream."""
     current = first
     finished = False
     try:
@@ -54,14 +54,14 @@ async def stream_events(
             if isinstance(current, Completed):
                 finished = True
                 return
-            current = await run_in_threadpool(session.next_event)
+            current = await session.anext_event()
     except Exception as exc:
         finished = True
         status, type_, message = classify(exc)
         if status == 500:
             logger.error("internal error mid-stream", exc_info=exc)
-        await run_in_threadpool(session.fail, f"error: {type_}")
+        await session.afail(f"error: {type_}")
         yield event(error_body(type_, message), "error")
     finally:
         if not finished:  # the client went away: stop generating, keep the partial answer
-            session.fail("cancelled")
+            await session.afail("cancelled")

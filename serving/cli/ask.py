@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import httpx
 import typer
+from httpx_sse import EventSource
 
 from backends.container import Container
 from core.errors import EnclaveError, InputError, LLMUnavailableError
@@ -85,7 +85,8 @@ def ask_remote(
             if response.status_code >= 400:
                 response.read()
                 raise InputError(f"{url} answered {response.status_code}: {_message(response)}")
-            for event, data in _events(response.iter_lines()):
+            for sse in EventSource(response).iter_sse():
+                event, data = sse.event, sse.json()
                 if event == "token" and not as_json:
                     _write(data["text"])
                 elif event == "error":
@@ -97,16 +98,6 @@ def ask_remote(
             f"cannot reach the Enclave API at {api_url} ({exc.__class__.__name__}); is "
             "`enclave serve` running there?"
         ) from exc
-
-
-def _events(lines: Iterator[str]) -> Iterator[tuple[str, dict[str, Any]]]:
-    event = "message"
-    for line in lines:
-        if line.startswith("event:"):
-            event = line[6:].strip()
-        elif line.startswith("data:"):
-            yield event, json.loads(line[5:])
-            event = "message"
 
 
 def _message(response: httpx.Response) -> str:

@@ -5,10 +5,13 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
 from tests.data.make_files import sample_spec, write_docx, write_md
 from tests.processes import free_port
@@ -106,3 +109,55 @@ def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgres]:
         yield server
     finally:
         server.stop()
+
+
+PASSWORD = f"queue-pw-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A throwaway `redis-server` on loopback (no persistence), password-protected."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed (`make setup` installs it)")
+    folder = tmp_path_factory.mktemp("redis")
+    port = free_port()
+    with (folder / "redis.log").open("ab") as log:
+        server = subprocess.Popen(
+            [
+                binary,
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(folder),
+                "--requirepass",
+                PASSWORD,
+            ],
+            stdout=log,
+            stderr=log,
+        )
+    url = f"redis://:{PASSWORD}@127.0.0.1:{port}/0"
+    client = redis.Redis.from_url(url)
+    deadline = time.monotonic() + 60
+    while True:
+        assert server.poll() is None, (folder / "redis.log").read_text(errors="replace")
+        try:
+            if client.ping():
+                break
+        except redis.ConnectionError:
+            assert time.monotonic() < deadline, "redis-server did not start"
+            time.sleep(0.1)
+    client.close()
+    yield url
+    server.terminate()
+    try:
+        server.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait()

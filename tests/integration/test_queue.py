@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import signal
 import subprocess
 import time
@@ -25,11 +24,11 @@ import rq
 from rq.serializers import JSONSerializer
 
 from tests.data.make_files import BAD_FILES
-from tests.processes import ENCLAVE, env_for, free_port, run, start, stop
+from tests.integration.conftest import PASSWORD
+from tests.processes import ENCLAVE, env_for, run, start, stop
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-PASSWORD = f"queue-pw-{uuid.uuid4().hex[:12]}"
 COMPARED = ("added", "updated", "unchanged", "deleted", "chunks_written")
 _TOPICS = (
     "annual leave",
@@ -39,55 +38,6 @@ _TOPICS = (
     "parental leave",
     "remote work",
 )
-
-
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A throwaway `redis-server` on loopback (no persistence), password-protected."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.skip("redis-server is not installed (`make setup` installs it)")
-    folder = tmp_path_factory.mktemp("redis")
-    port = free_port()
-    with (folder / "redis.log").open("ab") as log:
-        server = subprocess.Popen(
-            [
-                binary,
-                "--port",
-                str(port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(folder),
-                "--requirepass",
-                PASSWORD,
-            ],
-            stdout=log,
-            stderr=log,
-        )
-    url = f"redis://:{PASSWORD}@127.0.0.1:{port}/0"
-    client = redis.Redis.from_url(url)
-    deadline = time.monotonic() + 60
-    while True:
-        assert server.poll() is None, (folder / "redis.log").read_text(errors="replace")
-        try:
-            if client.ping():
-                break
-        except redis.ConnectionError:
-            assert time.monotonic() < deadline, "redis-server did not start"
-            time.sleep(0.1)
-    client.close()
-    yield url
-    server.terminate()
-    try:
-        server.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        server.kill()
-        server.wait()
 
 
 class Cluster:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Generator, Sequence
+from collections.abc import AsyncGenerator, Generator, Sequence
 from typing import Any
 
+import anyio
 import pytest
 
 from core.errors import InputError
@@ -70,6 +71,15 @@ class FakeGenerator:
             yield Usage(100, len(self.reply.split(" ")))
         finally:
             self.closed = True
+
+    async def astream(
+        self, messages: Sequence[dict[str, str]], max_tokens: int, temperature: float = 0.1
+    ) -> AsyncGenerator[str | Usage, None]:
+        for piece in self.stream(messages, max_tokens, temperature):
+            yield piece
+
+    async def aclose(self) -> None:
+        pass
 
 
 class FakeRetriever:
@@ -213,3 +223,24 @@ def test_empty_question_is_refused() -> None:
     a, _ = answerer([LEAVE])
     with pytest.raises(InputError, match="empty"):
         list(a.run("   ", USER))
+
+
+def test_the_asynchronous_answer_is_the_synchronous_one() -> None:
+    """``arun`` (the API's) gives the same events as ``run`` (the command line's)."""
+
+    async def collect(a: Answerer) -> list[Any]:
+        return [e async for e in a.arun("How many days of leave?", USER)]
+
+    sync_answerer, _ = answerer([LEAVE, TRAVEL], reply="Employees get 25 days [1].")
+    async_answerer, gen = answerer([LEAVE, TRAVEL], reply="Employees get 25 days [1].")
+    expected = list(sync_answerer.run("How many days of leave?", USER))
+    got = anyio.run(collect, async_answerer)
+    assert [type(e) for e in got] == [type(e) for e in expected]
+    assert [e.text for e in got if isinstance(e, Token)] == [
+        e.text for e in expected if isinstance(e, Token)
+    ]
+    done, want = got[-1], expected[-1]
+    assert isinstance(done, Completed)
+    assert isinstance(want, Completed)
+    assert (done.answer.text, done.answer.citations) == (want.answer.text, want.answer.citations)
+    assert gen.closed

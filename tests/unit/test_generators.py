@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import anyio
 import pytest
 import uvicorn
 from pydantic import SecretStr
@@ -400,3 +401,63 @@ class _OneHit:
             groups=("staff",),
         )
         return [Hit(chunk=chunk, score=1.0, relevance=0.9)]
+
+
+# -- the asynchronous stream (the API's) behaves the same ------------------------------------
+async def _collect(gen: OpenAICompatibleGenerator) -> list[str | Usage]:
+    stream = gen.astream(QUESTION, max_tokens=32)
+    try:
+        return [piece async for piece in stream]
+    finally:
+        await gen.aclose()
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [sse_head(), error_reply(503, "overloaded")],
+    ids=["dropped-before-the-first-token", "http-503"],
+)
+def test_async_a_failure_before_the_first_token_moves_to_the_next_replica(
+    two: tuple[FakeLLM, FakeLLM], reply: bytes
+) -> None:
+    failing = RawLLM(reply)
+    _, b = two
+    try:
+        with generator(failing.url, b.url) as gen:
+            pieces = anyio.run(_collect, gen)
+    finally:
+        failing.stop()
+    assert "".join(p for p in pieces if isinstance(p, str)) == NO_CONTEXT
+    assert isinstance(pieces[-1], Usage)
+    assert (failing.requests, b.requests) == (1, 1)
+
+
+def test_async_a_half_streamed_answer_is_never_restarted(two: tuple[FakeLLM, FakeLLM]) -> None:
+    crashing = RawLLM(sse_head() + sse_chunk("Employees") + sse_chunk(" get"))
+    _, b = two
+
+    async def read(gen: OpenAICompatibleGenerator) -> list[str | Usage]:
+        seen: list[str | Usage] = []
+
+        async def drain() -> None:
+            async for piece in gen.astream(QUESTION, max_tokens=32):
+                seen.append(piece)
+
+        with pytest.raises(LLMUnavailableError, match="failed mid-answer"):
+            await drain()
+        await gen.aclose()
+        return seen
+
+    try:
+        with generator(crashing.url, b.url) as gen:
+            assert anyio.run(read, gen) == ["Employees", " get"]
+            assert b.requests == 0
+    finally:
+        crashing.stop()
+
+
+def test_async_every_replica_down_is_one_error_naming_them() -> None:
+    urls = [f"http://127.0.0.1:{free_port()}/v1", f"http://127.0.0.1:{free_port()}/v1"]
+    with generator(*urls, retries=1) as gen, pytest.raises(LLMUnavailableError) as info:
+        anyio.run(_collect, gen)
+    assert all(url in str(info.value) for url in urls)

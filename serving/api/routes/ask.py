@@ -52,9 +52,9 @@ async def ask(body: AskRequest, services: ServicesDep, key: KeyDep) -> Any:
     )
     principal = key.principal
     if not body.stream:
-        done = await guarded(session, session.run_to_end)
+        done = await guarded(session, session.arun_to_end)
         return ask_response(session, done, conversation_id, principal)
-    first = await guarded(session, session.next_event)
+    first = await guarded(session, session.anext_event)
 
     def render(current: AnswerEvent) -> Iterable[ServerSentEvent]:
         if isinstance(current, Retrieved):

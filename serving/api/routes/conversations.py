@@ -27,7 +27,9 @@ def get_conversation(conversation_id: str, services: ServicesDep, key: KeyDep) -
 
 
 @router.delete("/v1/conversations/{conversation_id}", responses=errors(400, 404, 422))
-def delete_conversation(conversation_id: str, services: ServicesDep, key: KeyDep) -> ConversationDeleted:
+def delete_conversation(
+    conversation_id: str, services: ServicesDep, key: KeyDep
+) -> ConversationDeleted:
     """Delete one of the key's conversations (the audit log keeps its answers)."""
     services.db.delete_conversation(conversation_id, key.id)
     return ConversationDeleted(conversation_id=conversation_id)

@@ -66,7 +66,7 @@ async def chat_completions(body: ChatRequest, services: ServicesDep, key: KeyDep
     created = int(time.time())
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     if not body.stream:
-        done = await guarded(session, session.run_to_end)
+        done = await guarded(session, session.arun_to_end)
         return {
             "id": completion_id,
             "object": "chat.completion",
@@ -84,7 +84,7 @@ async def chat_completions(body: ChatRequest, services: ServicesDep, key: KeyDep
             "passages": [p.model_dump() for p in passages(done, key.principal)],
             "answer_id": session.answer_id,
         }
-    first = await guarded(session, session.next_event)
+    first = await guarded(session, session.anext_event)
 
     def chunk(
         model_name: str, delta: dict[str, str], finish: str | None, **extra: Any
