@@ -1,5 +1,4 @@
-"""Documents and reports to and from the JSON that travels through Redis.
-"""
+"""Documents and reports to and from the JSON that travels through Redis."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""The queue's limits and times, and the time-out of a task.
-"""
+"""The queue's limits and times, and the time-out of a task."""
 
 from __future__ import annotations
 
@@ -21,7 +20,6 @@ STORE_WAIT_S = 600.0
 """Default longest wait of a task for the embedded store (``enclave worker --store-wait``)."""
 HEARTBEAT_S = 15.0
 """Default interval of a busy worker's heartbeats (``enclave worker --heartbeat``)."""
-
 
 
 class TaskTimedOut(BaseException):

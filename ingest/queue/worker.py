@@ -28,6 +28,7 @@ from ingest.queue.tasks import TASKS
 
 logger = logging.getLogger(__name__)
 
+
 class _TaskDeathPenalty(UnixSignalDeathPenalty):
     """RQ's SIGALRM time limit, raising :class:`TaskTimedOut` instead of RQ's
     ``JobTimeoutException`` (an ``Exception``)."""
