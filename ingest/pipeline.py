@@ -78,6 +78,9 @@ class IngestReport:
     stage_seconds: dict[str, float] = field(default_factory=dict)
     admin_only: int = 0  # documents of the run that no access rule covers
     warnings: list[str] = field(default_factory=list)  # to act on, though nothing failed
+    # source -> added, updated, unchanged or deleted (what the API's job shows per file;
+    # not in ``as_dict``: a sync of a large share would print every file)
+    files: dict[str, str] = field(default_factory=dict)
 
     def warn_admin_only(self, sources: Sequence[str]) -> None:
         """Count the documents no rule covers, and say how to share them."""
@@ -132,6 +135,14 @@ class Plan:
     files: list[_Planned]  # new and changed files: parse, chunk, embed, write
     access: list[Document]  # same content, new groups or tags: a payload update only
     deletions: list[str]  # doc ids of registered documents whose file is gone
+
+    def count(self) -> IngestReport:
+        """The report with what the plan would do counted (a dry run's report)."""
+        report = self.report
+        report.added = sum(1 for p in self.files if p.kind == "add")
+        report.updated = sum(1 for p in self.files if p.kind == "update") + len(self.access)
+        report.deleted = len(self.deletions)
+        return report
 
 
 @dataclass(slots=True)
@@ -202,19 +213,25 @@ class Ingestor:
         each path first; without it the stored rules apply. ``tags`` replaces the tags of
         every document of the run; without it documents keep theirs."""
         started = time.perf_counter()
-        report = IngestReport(dry_run=dry_run)
         rules = self.record_rules(paths, groups, actor, apply=not dry_run)
-        clean_tags = _clean(tags) if tags is not None else None
-        files, scopes = self._discover(paths, report)
-        known = {r.document.source: r for r in self._c.registry.all()}
-        planned = self._plan(files, self._trusted(known), rules, clean_tags, report, dry_run)
-        report.stage_seconds["scan"] = time.perf_counter() - started
-        self._delete_missing(files, scopes, known, report, dry_run)
+        plan = self._plan_job(paths, rules, tags, trusted=None)
+        report = plan.report
+        report.dry_run = dry_run
         if dry_run:
-            report.added = sum(1 for p in planned if p.kind == "add")
-            report.updated += sum(1 for p in planned if p.kind == "update")
-        elif planned:
-            self._process(planned, report, progress)
+            plan.count()
+        else:
+            for document in plan.access:  # same content, new groups or tags
+                if self.update_access(document.doc_id, document.groups, document.tags):
+                    report.updated += 1
+                    report.files[document.source] = "updated"
+            for doc_id in plan.deletions:
+                record = self._c.registry.get(doc_id)
+                self.delete(doc_id)
+                report.deleted += 1
+                if record is not None:
+                    report.files[record.document.source] = "deleted"
+            if plan.files:
+                self._process(plan.files, report, progress)
         if report.chunks_written or report.deleted:
             index_started = time.perf_counter()
             self._c.store.optimize()  # once per job, not per write
@@ -283,33 +300,12 @@ class Ingestor:
         """Decide a job without writing to the store. ``groups`` records the rules (with
         ``record``; else they only shape this plan). ``trust_registry``: whether the
         registry's hashes count (None: ask the store, as :meth:`run` does)."""
-        started = time.perf_counter()
-        report = IngestReport()
         if record:
             self.record_rules_only(paths, groups, actor)
             rules = self.access.rules()
         else:
             rules = self.record_rules(paths, groups, actor, apply=False)
-        files, scopes = self._discover(paths, report)
-        known = {r.document.source: r for r in self._c.registry.all()}
-        if trust_registry is None:
-            trusted = self._trusted(known)
-        else:
-            trusted = known if trust_registry else {}
-        access: list[Document] = []
-        planned = self._plan(
-            files,
-            trusted,
-            rules,
-            _clean(tags) if tags is not None else None,
-            report,
-            dry_run=True,
-            access=access,
-        )
-        deletions: list[str] = []
-        self._delete_missing(files, scopes, known, report, dry_run=True, gone=deletions)
-        report.stage_seconds["scan"] = time.perf_counter() - started
-        return Plan(report, planned, access, deletions)
+        return self._plan_job(paths, rules, tags, trusted=trust_registry)
 
     def update_access(
         self,
@@ -339,13 +335,7 @@ class Ingestor:
         """Parse, chunk and embed planned files without touching the store (the first
         phase of a queued task); files that cannot be ingested go to ``report.failed``.
         ``on_file`` receives each file's chunk count as it is parsed."""
-        embedder = self._c.embedder
-        chunker = Chunker(
-            embedder.count_tokens,
-            embedder.max_tokens,
-            self._settings.chunk_tokens,
-            self._settings.chunk_overlap,
-        )
+        chunker = self._chunker()
         prepared = Prepared()
         started = time.perf_counter()
         for path, document, kind in files:
@@ -358,15 +348,9 @@ class Ingestor:
                 on_file(len(item.chunks))
         parsed = time.perf_counter()
         chunks = [c for item in prepared.items for c in item.chunks]
-        step = self._c.settings.embedder.batch_size * _BATCHES_PER_WRITE
+        step = self._write_size()
         for start in range(0, len(chunks), step):
-            batch = chunks[start : start + step]
-            texts = [c.embedding_text for c in batch]
-            dense = embedder.embed_documents(texts)
-            sparse = self._c.sparse.encode_documents(texts)
-            prepared.points += [
-                EmbeddedChunk(c, d, s) for c, d, s in zip(batch, dense, sparse, strict=True)
-            ]
+            prepared.points += self._embed(chunks[start : start + step])
         stages = report.stage_seconds
         stages["parse_chunk"] = stages.get("parse_chunk", 0.0) + parsed - started
         stages["embed"] = stages.get("embed", 0.0) + time.perf_counter() - parsed
@@ -384,7 +368,7 @@ class Ingestor:
         target = store or self._c.store
         started = time.perf_counter()
         target.ensure_collection(self._c.collection_spec())
-        step = self._c.settings.embedder.batch_size * _BATCHES_PER_WRITE
+        step = self._write_size()
         for start in range(0, len(prepared.points), step):
             target.upsert(prepared.points[start : start + step])
         for item in prepared.items:
@@ -463,18 +447,46 @@ class Ingestor:
             return None
         return target
 
+    def _plan_job(
+        self,
+        paths: Sequence[str | Path],
+        rules: RuleSet,
+        tags: Sequence[str] | None,
+        *,
+        trusted: bool | None,
+    ) -> Plan:
+        """The one way a job is decided, for a run here and for queued tasks: the files
+        found, compared with the registry (all of it when ``trusted`` is None and the
+        store is not empty, none of it when False), and the registered documents inside an
+        ingested folder whose file is gone."""
+        started = time.perf_counter()
+        report = IngestReport()
+        files, scopes = self._discover(paths, report)
+        known = {r.document.source: r for r in self._c.registry.all()}
+        compared = self._trusted(known) if trusted is None else (known if trusted else {})
+        plan = Plan(report, [], [], [])
+        self._plan(files, compared, rules, _clean(tags) if tags is not None else None, plan)
+        present = {source_of(f) for f in files}
+        prefixes = tuple(source_of(scope).rstrip("/") + "/" for scope in scopes)
+        plan.deletions = [
+            record.document.doc_id
+            for source, record in known.items()
+            if source not in present and source.startswith(prefixes)
+        ]
+        report.stage_seconds["scan"] = time.perf_counter() - started
+        return plan
+
     def _plan(
         self,
         files: Iterable[Path],
         known: dict[str, RegisteredDocument],
         rules: RuleSet,
         explicit_tags: tuple[str, ...] | None,
-        report: IngestReport,
-        dry_run: bool,
-        access: list[Document] | None = None,
-    ) -> list[_Planned]:
+        plan: Plan,
+    ) -> None:
+        """Sort ``files`` into the plan: new, changed, new access only, unchanged."""
         limit = int(self._settings.max_file_mb * 1024 * 1024)
-        planned: list[_Planned] = []
+        report = plan.report
         admin_only: list[str] = []
         for path in files:
             source = source_of(path)
@@ -512,45 +524,15 @@ class Ingestor:
                 tags=tags,
             )
             if previous is None:
-                planned.append(_Planned(path, document, "add"))
+                plan.files.append(_Planned(path, document, "add"))
             elif previous.document.content_hash != content_hash:
-                planned.append(_Planned(path, document, "update"))
+                plan.files.append(_Planned(path, document, "update"))
             elif (previous.document.groups, previous.document.tags) != (groups, tags):
-                if access is not None:  # for a queued task (``plan``)
-                    access.append(document)
-                    continue
-                report.updated += 1
-                if not dry_run:
-                    self._c.store.set_access(document.doc_id, groups, tags)
-                    kept = replace(previous.document, groups=groups, tags=tags)
-                    self._c.registry.put(kept, previous.chunks)
+                plan.access.append(document)
             else:
                 report.unchanged += 1
+                report.files[source] = "unchanged"
         report.warn_admin_only(admin_only)
-        return planned
-
-    def _delete_missing(
-        self,
-        files: list[Path],
-        scopes: list[Path],
-        known: dict[str, RegisteredDocument],
-        report: IngestReport,
-        dry_run: bool,
-        gone: list[str] | None = None,
-    ) -> None:
-        """Delete registered documents inside an ingested folder whose file is gone
-        (with ``gone``: list their doc ids for a queued task instead)."""
-        present = {source_of(f) for f in files}
-        prefixes = tuple(source_of(scope).rstrip("/") + "/" for scope in scopes)
-        for source, record in known.items():
-            if source in present or not source.startswith(prefixes):
-                continue
-            if gone is not None:
-                gone.append(record.document.doc_id)
-                continue
-            report.deleted += 1
-            if not dry_run:
-                self.delete(record.document.doc_id)
 
     def delete(self, doc_id: str, *, store: VectorStore | None = None) -> None:
         """Remove a document from ``store`` (default: the container's): chunks first,
@@ -583,16 +565,9 @@ class Ingestor:
     def _process(
         self, planned: list[_Planned], report: IngestReport, progress: ProgressListener | None
     ) -> None:
-        embedder = self._c.embedder
         self._c.store.ensure_collection(self._c.collection_spec())
-        chunker = Chunker(
-            embedder.count_tokens,
-            embedder.max_tokens,
-            self._settings.chunk_tokens,
-            self._settings.chunk_overlap,
-        )
-        # chunks per write: several model batches, spanning documents
-        batch_size = self._c.settings.embedder.batch_size * _BATCHES_PER_WRITE
+        chunker = self._chunker()
+        batch_size = self._write_size()
         if progress is not None:
             progress.start(len(planned))  # after the model load: the bar shows real work
         parsed_queue: queue.Queue[Any] = queue.Queue(maxsize=self._settings.queue_docs)
@@ -612,14 +587,10 @@ class Ingestor:
 
         def write(batch: list[Chunk]) -> None:
             nonlocal written
-            texts = [c.embedding_text for c in batch]
             t0 = time.perf_counter()
-            dense = embedder.embed_documents(texts)
-            sparse = self._c.sparse.encode_documents(texts)
+            points = self._embed(batch)
             t1 = time.perf_counter()
-            self._c.store.upsert(
-                [EmbeddedChunk(c, d, s) for c, d, s in zip(batch, dense, sparse, strict=True)]
-            )
+            self._c.store.upsert(points)
             timings["embed"] += t1 - t0
             timings["upsert"] += time.perf_counter() - t1
             written += len(batch)
@@ -654,6 +625,25 @@ class Ingestor:
             producer.join()
         report.stage_seconds.update(timings)
         report.stage_seconds["parse_chunk"] = parse_seconds[0]
+
+    def _chunker(self) -> Chunker:
+        embedder = self._c.embedder
+        return Chunker(
+            embedder.count_tokens,
+            embedder.max_tokens,
+            self._settings.chunk_tokens,
+            self._settings.chunk_overlap,
+        )
+
+    def _write_size(self) -> int:
+        """Chunks per store write: several model batches, spanning documents."""
+        return self._c.settings.embedder.batch_size * _BATCHES_PER_WRITE
+
+    def _embed(self, batch: Sequence[Chunk]) -> list[EmbeddedChunk]:
+        texts = [c.embedding_text for c in batch]
+        dense = self._c.embedder.embed_documents(texts)
+        sparse = self._c.sparse.encode_documents(texts)
+        return [EmbeddedChunk(c, d, s) for c, d, s in zip(batch, dense, sparse, strict=True)]
 
     def _produce(
         self,
@@ -699,8 +689,10 @@ class Ingestor:
         self._c.registry.put(document, len(item.chunks))
         if item.planned.kind == "add":
             report.added += 1
+            report.files[document.source] = "added"
         else:
             report.updated += 1
+            report.files[document.source] = "updated"
         report.chunks_written += len(item.chunks)
 
 

@@ -103,11 +103,8 @@ def dry_run(
     """What a job would do (``--dry-run``): planned here, nothing enqueued or recorded."""
     with redis_errors(queue_url(settings)):
         plan = _plan(settings, connection, paths, groups, tags, record=False)
-    report = plan.report
+    report = plan.count()
     report.dry_run = True
-    report.added = sum(1 for p in plan.files if p.kind == "add")
-    report.updated += sum(1 for p in plan.files if p.kind == "update") + len(plan.access)
-    report.deleted += len(plan.deletions)
     report.seconds = report.stage_seconds["scan"]
     return report
 

@@ -12,7 +12,7 @@ from typing import Any
 from backends.sql.app import AppDatabase, Job
 from core.errors import EnclaveError, InputError
 from core.settings import Settings
-from ingest.pipeline import Ingestor, source_of, walk_files
+from ingest.pipeline import Ingestor, IngestReport, source_of
 from serving.api.metrics import Metrics
 
 logger = logging.getLogger(__name__)
@@ -68,33 +68,13 @@ class JobRunner:
             report = self._ingestor.run(
                 paths, groups=groups, tags=tags, progress=progress, actor=actor
             )
-            failed = {f.source: f.reason for f in report.failed}
-            results = list(rejected)
-            files: list[tuple[str, str]] = []  # (source, shown as)
-            for path in paths:
-                if folder and path.is_dir():
-                    files += [(source_of(f), source_of(f)) for f in walk_files(path.resolve())]
-                else:
-                    source = source_of(path.resolve())
-                    files.append((source, source if folder else path.name))
-                    if not folder and source in failed:
-                        self._ingestor.discard_upload(path)
-            for source, shown in files:
-                if source in failed:
-                    results.append(
-                        {"source": shown, "status": "failed", "reason": failed.pop(source)}
-                    )
-                else:
-                    results.append({"source": shown, "status": "ingested"})
-            results += [  # failures of no listed file (e.g. a folder gone since the request)
-                {"source": source, "status": "failed", "reason": reason}
-                for source, reason in failed.items()
-            ]
+            results = list(rejected) + self._results(paths, report, folder=folder)
             m = self._metrics
             for result, count in (
                 ("added", report.added),
                 ("updated", report.updated),
                 ("unchanged", report.unchanged),
+                ("deleted", report.deleted),
                 ("failed", len(report.failed) + len(rejected)),
             ):
                 m.ingest_files.labels(result).inc(count)
@@ -116,6 +96,33 @@ class JobRunner:
                 else f"internal error ({exc.__class__.__name__})"
             )
             db.update_job(job_id, status="failed", error=message)
+
+    def _results(
+        self, paths: list[Path], report: IngestReport, *, folder: bool
+    ) -> list[dict[str, str]]:
+        """Per-file results from the run's report (added, updated, unchanged, deleted or
+        failed): uploads named by file name (a failed upload is removed from its folder),
+        server paths by full path."""
+        failed = {f.source: f.reason for f in report.failed}
+        if folder:
+            results = [
+                {"source": source, "status": status}
+                for source, status in sorted(report.files.items())
+            ]
+            return results + [
+                {"source": source, "status": "failed", "reason": reason}
+                for source, reason in sorted(failed.items())
+            ]
+        results = []
+        for path in paths:
+            source = source_of(path.resolve())
+            if source in failed or source not in report.files:
+                reason = failed.get(source, "not ingested (see the server log)")
+                results.append({"source": path.name, "status": "failed", "reason": reason})
+                self._ingestor.discard_upload(path)
+            else:
+                results.append({"source": path.name, "status": report.files[source]})
+        return results
 
 
 class _JobProgress:

@@ -18,40 +18,62 @@ import typer
 from httpx_sse import EventSource
 
 from backends.container import Container
+from backends.sql.app import AppDatabase
 from core.errors import EnclaveError, InputError, LLMUnavailableError
-from serving.answers import LOCAL_ADMIN, Answerer, Completed, Router, Token, build_retriever
-
-
-def local_answerer(container: Container) -> Answerer:
-    """An Answerer on the container's store and LLMs (starting the embedded one if needed)."""
-    settings = container.settings
-    return Answerer(
-        build_retriever(container), Router(container.generators(), settings.llm), settings.llm
-    )
+from ingest.access import cli_actor
+from serving.answers import LOCAL_ADMIN, Answerer, Completed, Token, local_answerer
+from serving.answers.session import AnswerSession
 
 
 def print_answer(
     answerer: Answerer,
+    db: AppDatabase,
     question: str,
     groups: list[str] | None = None,
     *,
     model: str | None = None,
     as_json: bool = False,
+    max_question_chars: int = 4000,
+    redact_audit: bool = False,
 ) -> None:
-    """Stream one answer to stdout (tokens as they come), citations underneath."""
+    """Stream one answer to stdout (tokens as they come), citations underneath, through
+    the same audited session as the API: the audit log records it (kind ``ask``, key id
+    ``cli (<user>)``), also when it fails or is interrupted."""
+    session = AnswerSession(
+        answerer,
+        db,
+        key_id=cli_actor()[:64],
+        principal=LOCAL_ADMIN,
+        kind="ask",
+        question=question,
+        model=model,
+        groups=groups,
+        max_question_chars=max_question_chars,
+        redact_audit=redact_audit,
+    )
     done: Completed | None = None
-    for event in answerer.run(question, LOCAL_ADMIN, model=model, groups=groups):
-        if isinstance(event, Token) and not as_json:
-            _write(event.text)
-        elif isinstance(event, Completed):
-            done = event
-    assert done is not None
+    try:
+        while done is None:
+            event = session.next_event()
+            if isinstance(event, Token) and not as_json:
+                _write(event.text)
+            elif isinstance(event, Completed):
+                done = event
+            elif event is None:  # pragma: no cover - the answerer always completes
+                raise AssertionError("answer ended without completing")
+    except KeyboardInterrupt:
+        session.fail("cancelled")
+        raise
+    except Exception as exc:
+        session.fail(f"error: {exc.__class__.__name__}")
+        raise
     answer = done.answer
     result = {
         "answer": answer.text,
         "citations": [asdict(c) for c in answer.citations],
         "model": answer.model,
         "abstained": done.abstained,
+        "answer_id": session.answer_id,
     }
     _finish(result, as_json, streamed=not done.abstained)
 
@@ -64,9 +86,20 @@ def ask_local(
     model: str | None,
     as_json: bool,
 ) -> None:
+    db = AppDatabase(container.database)
     try:
-        print_answer(local_answerer(container), question, groups, model=model, as_json=as_json)
+        print_answer(
+            local_answerer(container),
+            db,
+            question,
+            groups,
+            model=model,
+            as_json=as_json,
+            max_question_chars=container.settings.retrieval.max_query_chars,
+            redact_audit=container.settings.api.redact_audit,
+        )
     finally:
+        db.close()
         container.close()
 
 

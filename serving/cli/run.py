@@ -86,10 +86,13 @@ def register(app: typer.Typer, inv: Invocation) -> None:
         ] = None,
     ) -> None:
         """Ingest the bundled sample knowledge base and answer sample questions from it."""
-        from serving.cli.ask import local_answerer, print_answer
+        from backends.sql.app import AppDatabase
+        from serving.answers import local_answerer
+        from serving.cli.ask import print_answer
 
         console = Console()
         container = inv.container()
+        db = AppDatabase(container.database)
         try:
             _ingest_sample(container, console)
             console.print(
@@ -101,8 +104,9 @@ def register(app: typer.Typer, inv: Invocation) -> None:
             for q in question or SAMPLE_QUESTIONS:
                 console.print(f"\n[bold cyan]Q:[/] {q}")
                 console.print("[bold green]A:[/] ", end="")
-                print_answer(answerer, q)
+                print_answer(answerer, db, q)
         finally:
+            db.close()
             container.close()
         console.print(
             '\nNext: `enclave ingest YOUR_FOLDER --groups staff`, then `enclave ask "..."`, '

@@ -8,7 +8,6 @@ may ingest from ``<tmp>/server`` (``ENCLAVE_API__INGEST_ROOTS``).
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -31,8 +30,10 @@ from ingest.pipeline import Ingestor
 from serving.answers import NOT_COVERED
 from serving.api import create_app
 from serving.evaluation import write_eval_record
+from tests import extractive_llm
 from tests.data.make_files import sample_spec, write_md
 from tests.processes import Server, free_port
+from tests.sse import sse_list
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -126,16 +127,6 @@ def api(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Iterato
                 client.close()
     finally:
         container.close()
-
-
-def sse_events(text: str) -> list[tuple[str, dict[str, Any]]]:
-    events = []
-    for block in text.strip().split("\n\n"):
-        lines = block.splitlines()
-        name = next((ln[6:].strip() for ln in lines if ln.startswith("event:")), "message")
-        data = next((ln[5:].strip() for ln in lines if ln.startswith("data:")), "{}")
-        events.append((name, json.loads(data)))
-    return events
 
 
 def assert_error(response: httpx.Response, status: int, type_: str, needle: str = "") -> None:
@@ -236,6 +227,43 @@ def test_ask_returns_a_grounded_answer_with_valid_citations(api: Api) -> None:
         assert c["quote"] in passages[c["n"]]["text"]
 
 
+def test_every_citation_names_a_given_passage_and_quotes_it(
+    tmp_path: Path, embedder: Embedder
+) -> None:
+    """With a model that always cites (the extractive test server, in this process), the
+    answer carries citations, and each names a passage it was given and quotes it
+    verbatim: the check above, on a model whose citations are not optional."""
+    write_md(tmp_path / "kb" / "leave.md", sample_spec("leave"))
+    with Server(extractive_llm.create_app()) as llm_url:
+        models = [ModelSettings(name="quick", base_url=llm_url + "/v1", role="small")]
+        settings = Settings(data_dir=tmp_path / "data", llm=LLMSettings(models=models, retries=0))
+        container = build_container(settings, embedder=embedder)
+        try:
+            Ingestor(container).run([tmp_path / "kb"], groups=["staff"])
+            db = AppDatabase(settings.database_url)
+            key = db.create_key("user", ("staff",))[1]
+            db.close()
+            with (
+                Server(create_app(settings, container)) as url,
+                client_for(url, {"Authorization": f"Bearer {key}"}) as client,
+            ):
+                response = client.post(
+                    "/v1/ask", json={"question": "How many days of annual leave do employees get?"}
+                )
+        finally:
+            container.close()
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["citations"], body["answer"]
+    passages = {p["n"]: p for p in body["passages"]}
+    for c in body["citations"]:
+        assert c["n"] in passages
+        assert c["doc_id"] == passages[c["n"]]["doc_id"]
+        assert c["quote"]
+        assert c["quote"] in passages[c["n"]]["text"]
+    assert "leave" in body["citations"][0]["quote"].lower()
+
+
 def test_off_topic_question_abstains_without_the_model(api: Api) -> None:
     body = (
         api.client(api.staff)
@@ -254,7 +282,7 @@ def test_ask_streams_retrieval_tokens_citations_done(api: Api) -> None:
     )
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/event-stream")
-    events = sse_events(response.text)
+    events = sse_list(response)
     names = [name for name, _ in events]
     assert names[0] == "retrieval"
     assert names[-2:] == ["citations", "done"]
@@ -278,7 +306,7 @@ def test_follow_up_keeps_the_conversation_and_rewrites_the_query(api: Api) -> No
         "/v1/ask",
         json={"question": "And how many carry over?", "conversation_id": cid, "stream": True},
     )
-    events = sse_events(follow.text)
+    events = sse_list(follow)
     retrieval = events[0][1]
     assert retrieval["conversation_id"] == cid
     assert retrieval["query"] != "And how many carry over?"  # rewritten before retrieval
@@ -529,7 +557,7 @@ def test_admin_uploads_lists_and_deletes_documents(api: Api) -> None:
     assert job["status"] == "done"
     assert job["total_files"] == 2
     results = {r["source"]: r for r in job["results"]}
-    assert results["parking.md"]["status"] == "ingested"
+    assert results["parking.md"]["status"] == "added"
     assert results["broken.pdf"]["status"] == "failed"
     assert results["broken.pdf"]["reason"]
     docs = admin.get("/v1/documents").json()["documents"]
@@ -620,7 +648,7 @@ def test_llm_down_is_a_clear_503_or_stream_error(no_llm_api: tuple[str, str, str
     streamed = client.post(
         "/v1/ask", json={"question": "How many days of annual leave?", "stream": True}
     )
-    events = sse_events(streamed.text)
+    events = sse_list(streamed)
     assert [n for n, _ in events] == ["retrieval", "error"]
     assert events[-1][1]["error"]["type"] == "llm_unavailable"
     ready = httpx.get(url + "/readyz")
@@ -781,7 +809,7 @@ def test_admin_ingests_a_server_folder_inside_the_roots(api: Api, tmp_path: Path
     assert job["status"] == "done", job
     assert job["total_files"] == job["done_files"] == 3
     results = {Path(r["source"]).name: r for r in job["results"]}
-    assert results["canteen.md"]["status"] == "ingested"
+    assert results["canteen.md"]["status"] == "added"
     assert results["broken.docx"]["status"] == "failed"
     assert results["broken.docx"]["reason"]
     assert results["escape.md"]["status"] == "failed"
@@ -793,7 +821,7 @@ def test_admin_ingests_a_server_folder_inside_the_roots(api: Api, tmp_path: Path
     one = admin.post("/v1/ingest", json={"path": str(folder / "canteen.md")})
     job = wait_job(admin, one.json()["job_id"])
     assert (job["status"], job["total_files"]) == ("done", 1)
-    assert job["results"] == [{"source": str(folder / "canteen.md"), "status": "ingested"}]
+    assert job["results"] == [{"source": str(folder / "canteen.md"), "status": "unchanged"}]
 
     for path, needle in [
         (str(outside), "outside the folders"),

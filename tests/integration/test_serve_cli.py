@@ -71,9 +71,21 @@ def test_serve_ask_through_it_and_stop(tmp_path: Path) -> None:
     assert code == 0, log.read_text()
 
     # the store is free again: ask locally (starts its own embedded LLM)
-    local = run(["ask", "How many days of annual leave do employees get?", "--json"], data)
+    question = "How many days of annual leave do employees get?"
+    local = run(["ask", question, "--json"], data)
     assert local.returncode == 0, local.stderr
-    assert json.loads(local.stdout)["answer"].strip()
+    answered = json.loads(local.stdout)
+    assert answered["answer"].strip()
+    # a local ask is audited like an API answer (one session for every channel)
+    exported = run(["audit", "export", "--since", "2000-01-01"], data)
+    assert exported.returncode == 0, exported.stderr
+    rows = {r["id"]: r for r in map(json.loads, exported.stdout.splitlines())}
+    row = rows[answered["answer_id"]]
+    assert (row["kind"], row["status"], row["question"]) == ("ask", "ok", question)
+    assert row["key_id"].startswith("cli (")
+    assert row["answer"] == answered["answer"]
+    assert row["chunk_ids"], "the audit row names the passages the answer was given"
+    assert row["model"] == "smollm2-135m-instruct"
     unknown = run(["ask", "leave?", "--model", "gpt-4"], data)
     assert unknown.returncode == 2
     assert unknown.stderr.startswith("error: unknown model 'gpt-4'")

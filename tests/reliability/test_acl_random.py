@@ -60,6 +60,7 @@ from core.settings import ApiSettings, Settings
 from ingest.pipeline import Ingestor
 from serving.api import create_app
 from tests.reliability.conftest import extractive_llm_settings
+from tests.sse import sse_list
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -260,17 +261,6 @@ class Probe:
         )
 
 
-def sse(text: str) -> list[tuple[str, str]]:
-    """(event name, data) of each server-sent event."""
-    events = []
-    for block in text.strip().split("\n\n"):
-        lines = block.splitlines()
-        name = next((ln[6:].strip() for ln in lines if ln.startswith("event:")), "message")
-        data = next((ln[5:].strip() for ln in lines if ln.startswith("data:")), "")
-        events.append((name, data))
-    return events
-
-
 def check_search(p: Probe) -> None:
     for (topic, (question, _)), mode in zip(
         TOPICS.items(), ("dense", "sparse", "hybrid"), strict=True
@@ -316,10 +306,9 @@ def check_ask(p: Probe, *, follow_up: bool) -> None:
         follow = {"question": "And what else?", "conversation_id": cid, "stream": True}
         r = p.request("POST", "/v1/ask", follow, wrote=question)
         assert r.status_code == 200, r.text
-        events = sse(r.text)
+        events = sse_list(r)
         assert [n for n, _ in events][-2:] == ["citations", "done"], r.text
-        for name, data in events:
-            payload = json.loads(data)
+        for name, payload in events:
             if name == "retrieval":
                 p.hits(payload["passages"], "ask stream retrieval")
             elif name == "token":
@@ -363,11 +352,10 @@ def check_chat(p: Probe) -> None:
     streamed = {"model": "enclave", "messages": messages, "stream": True}
     r = p.request("POST", "/v1/chat/completions", streamed)
     assert r.status_code == 200, r.text
-    events = sse(r.text)
+    events = sse_list(r)
     assert events[-1] == ("message", "[DONE]"), r.text
-    for name, data in events[:-1]:
+    for name, chunk in events[:-1]:
         assert name == "message", r.text
-        chunk = json.loads(data)
         for choice in chunk["choices"]:
             p.strict(choice["delta"].get("content") or "", "chat stream delta")
         p.citations(chunk.get("citations", []), "chat stream citations")

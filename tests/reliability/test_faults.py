@@ -18,7 +18,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +32,7 @@ from backends.sql.app import AppDatabase
 from core.settings import Settings
 from tests.data.make_files import sample_spec, write_md
 from tests.processes import env_for, free_port, run, start, stop, wait_ok
+from tests.sse import sse_events
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -162,19 +163,6 @@ def serving(kb: KnowledgeBase, log: Path, **env: str) -> Iterator[Api]:
     assert "Traceback" not in text, text
 
 
-def sse_events(lines: Iterable[str]) -> Iterator[tuple[str, Any]]:
-    """(event name, data) of each server-sent event, as the lines arrive."""
-    name, data = "message", ""
-    for line in lines:
-        if line.startswith("event:"):
-            name = line[6:].strip()
-        elif line.startswith("data:"):
-            data = line[5:].strip()
-        elif not line and data:
-            yield name, (data if data == "[DONE]" else json.loads(data))
-            name, data = "message", ""
-
-
 def assert_error(response: httpx.Response, status: int, type_: str, *needles: str) -> str:
     """The response is the API's JSON error body with this status and type; its message."""
     assert response.status_code == status, response.text
@@ -222,7 +210,7 @@ def test_the_llm_killed_mid_answer_is_an_error_event_and_the_api_recovers(
         with api.client.stream("POST", "/v1/ask", json={"question": QUESTION, "stream": True}) as r:
             assert r.status_code == 200
             request_id = r.headers["x-request-id"]
-            for name, data in sse_events(r.iter_lines()):
+            for name, data in sse_events(r):
                 events.append((name, data))
                 if name == "token" and llm.process is not None and llm.process.poll() is None:
                     llm.kill()
@@ -303,7 +291,7 @@ def test_with_two_llm_replicas_a_replica_killed_mid_answer_fails_that_answer_onl
             with api.client.stream(
                 "POST", "/v1/ask", json={"question": QUESTION, "stream": True}
             ) as r:
-                for name, data in sse_events(r.iter_lines()):
+                for name, data in sse_events(r):
                     events.append((name, data))
                     if name == "token" and llm.process is not None and llm.process.poll() is None:
                         llm.kill()

@@ -226,7 +226,7 @@ def test_uploads_never_share_a_path_and_leave_with_their_document(world: World) 
     long_name = "é" * 130 + ".md"
     job = upload(long_name, "# Long\n\nThe LONGNAME-3 file.\n", "dev")
     assert job["status"] == "done", job
-    assert job["results"][0]["status"] == "ingested"
+    assert job["results"][0]["status"] == "added"
     nul = world.post(world.admin, "/v1/ingest", json={"path": f"{world.root}/a\x00b"})
     assert nul.status_code == 400
     assert "NUL" in nul.json()["error"]["message"]

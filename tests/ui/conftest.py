@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.data.beir import CORPUS, write_beir
 from tests.data.make_files import sample_spec, write_md
-from tests.integration.test_eval import CORPUS, write_beir
 from tests.processes import env_for, free_port, run, start, stop, wait_ok
 
 SECRET = "QUOLLIX-5512"

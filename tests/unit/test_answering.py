@@ -214,8 +214,11 @@ def test_follow_up_is_rewritten_before_retrieval() -> None:
 
 
 def test_unusable_rewrite_falls_back_to_previous_question_plus_follow_up() -> None:
-    a, _ = answerer([LEAVE], reply="")
+    a, gen = answerer([LEAVE], reply="")
     a.answer("and abroad?", USER, history=[("Where do I book travel?", "TravelDesk")])
+    # the model was asked for a rewrite (and gave nothing usable) before retrieval
+    assert "Where do I book travel?" in gen.calls[0][-1]["content"]
+    assert "and abroad?" in gen.calls[0][-1]["content"]
     assert a.retriever.queries == ["Where do I book travel? and abroad?"]  # type: ignore[attr-defined]
 
 

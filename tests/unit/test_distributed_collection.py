@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from qdrant_client import QdrantClient
 
 from backends.container import build_store
 from core.settings import Settings
@@ -17,11 +18,14 @@ SPEC = CollectionSpec("kb", 384, "cosine", "minilm", "bm25")
 
 
 def _recorded_create(store: Any, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    client = store._store._client if hasattr(store, "_store") else store._client
+    """The arguments the store gives qdrant-client's ``create_collection`` (the client's
+    class is patched: nothing reaches a server or the local files)."""
     calls: dict[str, Any] = {}
-    monkeypatch.setattr(client, "collection_exists", lambda name: False)
-    monkeypatch.setattr(client, "create_collection", lambda name, **kw: calls.update(kw))
-    monkeypatch.setattr(client, "create_payload_index", lambda *a, **kw: None)
+    monkeypatch.setattr(QdrantClient, "collection_exists", lambda self, name: False)
+    monkeypatch.setattr(
+        QdrantClient, "create_collection", lambda self, name, **kw: calls.update(kw)
+    )
+    monkeypatch.setattr(QdrantClient, "create_payload_index", lambda self, *a, **kw: None)
     store.ensure_collection(SPEC)
     return calls
 

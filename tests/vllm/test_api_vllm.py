@@ -5,7 +5,6 @@ Run with `make test-vllm`; skipped otherwise (see conftest.py).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from core.settings import LLMSettings, ModelSettings, Settings
 from ingest.pipeline import Ingestor
 from serving.api import create_app
 from tests.data.make_files import sample_spec, write_md
+from tests.sse import sse_list
 
 from .conftest import CONTEXT_WINDOW, SERVED_NAME
 
@@ -62,12 +62,10 @@ def test_ask_through_vllm(client: tuple[TestClient, str]) -> None:
     streamed = api.post(
         "/v1/ask", json={"question": "How many leave days carry over?", "stream": True}
     )
-    events = [
-        block.split("\n", 1)[0].removeprefix("event: ")
-        for block in streamed.text.strip().split("\n\n")
-    ]
-    assert events[0] == "retrieval"
-    assert events[-2:] == ["citations", "done"]
-    assert "token" in events
-    done = json.loads(streamed.text.strip().split("\n\n")[-1].split("data: ", 1)[1])
+    events = sse_list(streamed)
+    names = [name for name, _ in events]
+    assert names[0] == "retrieval"
+    assert names[-2:] == ["citations", "done"]
+    assert "token" in names
+    done = events[-1][1]
     assert done["usage"]["completion_tokens"] > 0
