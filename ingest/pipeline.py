@@ -16,17 +16,14 @@ are embedded in batches that span documents.
 
 A document's groups come from the access rules (``ingest/access.py``), never from how
 the run was invoked: ``groups`` records a rule for each path given, then the rules
-apply. Symbolic links are not followed unless ``ENCLAVE_INGEST__FOLLOW_LINKS`` is on;
-then a link is followed only to a file inside the folder being ingested, and that file
-is ingested once, under its own path and rules.
+apply. Which files a job considers (folders walked, symbolic links judged) and what
+identifies them is ``ingest/discover.py``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
-import os
 import queue
 import threading
 import time
@@ -42,6 +39,14 @@ from core.protocols import VectorStore
 from core.types import Chunk, Document, EmbeddedChunk, group_names
 from ingest.access import AccessControl, RuleSet, cli_actor, rule_prefix
 from ingest.chunk import Chunker
+from ingest.discover import (
+    Failure,
+    discover,
+    doc_id_for,
+    hash_file,
+    os_reason,
+    source_of,
+)
 from ingest.parse import Parser, mime_type_for
 
 logger = logging.getLogger(__name__)
@@ -53,14 +58,6 @@ class ProgressListener(Protocol):
     def start(self, total_files: int) -> None: ...
 
     def advance(self, files: int = 0, chunks: int = 0) -> None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class Failure:
-    """A file that could not be ingested, and why."""
-
-    source: str
-    reason: str
 
 
 @dataclass(slots=True)
@@ -155,34 +152,6 @@ class Prepared:
 
 _DONE = object()
 _BATCHES_PER_WRITE = 4
-
-
-def source_of(path: Path) -> str:
-    """The registry key of a file: its resolved path, displayable even if not UTF-8."""
-    return os.fsencode(path).decode("utf-8", "backslashreplace")
-
-
-def doc_id_for(source: str) -> str:
-    """A document's id: stable for its source."""
-    return hashlib.sha256(source.encode("utf-8")).hexdigest()[:24]
-
-
-def _hash_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _os_reason(exc: OSError, path: Path | None = None) -> str:
-    if path is not None and path.is_symlink() and not path.exists():
-        return "broken symbolic link (its target is missing, or links loop); fix or remove it"
-    if isinstance(exc, FileNotFoundError):
-        return "file disappeared during the run; it is removed on the next run if still gone"
-    if isinstance(exc, PermissionError):
-        return "permission denied; give the Enclave user read access"
-    return f"cannot read the file ({exc.strerror or exc})"
 
 
 class Ingestor:
@@ -390,63 +359,6 @@ class Ingestor:
             return {}
         return known
 
-    def _discover(
-        self, paths: Sequence[str | Path], report: IngestReport
-    ) -> tuple[list[Path], list[Path]]:
-        """The files to consider (real paths, each once) and the folders whose missing
-        files mean deleted documents. Links: see the module docstring."""
-        files: dict[Path, None] = {}
-        scopes: list[Path] = []
-        follow = self._settings.follow_links
-        for raw in paths:
-            given = Path(raw).expanduser()
-            try:
-                resolved = given.resolve(strict=True)
-            except (OSError, RuntimeError, ValueError):  # ValueError: a NUL byte
-                report.failed.append(
-                    Failure(str(raw), "path does not exist; check the spelling or the mount")
-                )
-                continue
-            if resolved.is_dir():
-                scopes.append(resolved)
-                for found in walk_files(resolved):
-                    if not found.is_symlink():
-                        files[found] = None
-                    elif (target := self._link_target(found, resolved, report)) is not None:
-                        files[target] = None
-            elif resolved.is_file():
-                if given.is_symlink() and not follow:
-                    report.failed.append(Failure(str(raw), _link_reason(resolved)))
-                else:
-                    files[resolved] = None
-            else:
-                report.failed.append(Failure(str(raw), "not a regular file or folder"))
-        return list(files), scopes
-
-    def _link_target(self, link: Path, root: Path, report: IngestReport) -> Path | None:
-        """The file a link inside ``root`` leads to, when links are followed and it lies
-        inside ``root``; otherwise None (reported when it leads to a file, or nowhere)."""
-        try:
-            target = link.resolve(strict=True)
-        except (OSError, RuntimeError):  # RuntimeError: a loop
-            report.failed.append(Failure(source_of(link), _os_reason(FileNotFoundError(), link)))
-            return None
-        if not target.is_file():
-            return None  # a link to a folder, a device or a pipe: passed over
-        if not self._settings.follow_links:
-            report.failed.append(Failure(source_of(link), _link_reason(target)))
-            return None
-        if not target.is_relative_to(root):
-            report.failed.append(
-                Failure(
-                    source_of(link),
-                    f"symbolic link to {source_of(target)}, outside the folder being ingested "
-                    f"({source_of(root)}); not followed. Ingest that file where it lives",
-                )
-            )
-            return None
-        return target
-
     def _plan_job(
         self,
         paths: Sequence[str | Path],
@@ -461,7 +373,7 @@ class Ingestor:
         ingested folder whose file is gone."""
         started = time.perf_counter()
         report = IngestReport()
-        files, scopes = self._discover(paths, report)
+        files, scopes = discover(paths, self._settings.follow_links, report.failed)
         known = {r.document.source: r for r in self._c.registry.all()}
         compared = self._trusted(known) if trusted is None else (known if trusted else {})
         plan = Plan(report, [], [], [])
@@ -498,12 +410,12 @@ class Ingestor:
                         f"file is {stat.st_size / 1048576:.1f} MB, over the "
                         f"{self._settings.max_file_mb:g} MB limit (ENCLAVE_INGEST__MAX_FILE_MB)"
                     )
-                content_hash = _hash_file(path)
+                content_hash = hash_file(path)
             except DocumentError as exc:
                 report.failed.append(Failure(source, str(exc)))
                 continue
             except OSError as exc:
-                report.failed.append(Failure(source, _os_reason(exc, path)))
+                report.failed.append(Failure(source, os_reason(exc, path)))
                 continue
             previous = known.get(source)
             groups = rules.groups_for(source)
@@ -672,7 +584,7 @@ class Ingestor:
         except DocumentError as exc:
             return _Parsed(plan, error=str(exc))
         except OSError as exc:
-            return _Parsed(plan, error=_os_reason(exc))
+            return _Parsed(plan, error=os_reason(exc))
         except Exception as exc:  # one bad file never stops a job
             logger.exception("unexpected error parsing %s", plan.path)
             return _Parsed(plan, error=f"unexpected error: {exc.__class__.__name__}: {exc}")
@@ -694,28 +606,6 @@ class Ingestor:
             report.updated += 1
             report.files[document.source] = "updated"
         report.chunks_written += len(item.chunks)
-
-
-def walk_files(folder: Path) -> Iterable[Path]:
-    """Regular files and symbolic links under ``folder``, sorted, skipping hidden files
-    and folders. Links to folders are not descended into (no loops, nothing outside);
-    pipes, sockets and devices are skipped. Links are listed for the caller to judge."""
-    for root, dirs, names in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for name in sorted(names):
-            if name.startswith(".") or name.startswith("~$"):
-                continue
-            path = Path(root) / name
-            if path.is_symlink() or path.is_file():
-                yield path
-
-
-def _link_reason(target: Path) -> str:
-    return (
-        f"symbolic link to {source_of(target)}; links are not followed. Ingest the file "
-        "where it lives, or set ENCLAVE_INGEST__FOLLOW_LINKS=true to follow links that stay "
-        "inside the folder being ingested"
-    )
 
 
 def _clean(values: Iterable[str]) -> tuple[str, ...]:

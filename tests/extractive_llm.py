@@ -6,8 +6,9 @@ streamed a word at a time. Follow-up rewrites get the previous question plus the
 The UI tests need answers that always cite, quickly; the real models (llama.cpp, vLLM) are
 tested through the API in tests/integration and tests/vllm.
 
-Run: ``python -m tests.extractive_llm --port N``; it serves any model name it is asked for
-and lists ``quick`` and ``thorough``.
+Run: ``python -m tests.extractive_llm --port N [--word-delay S]``; it serves any model name
+it is asked for and lists ``quick`` and ``thorough``. Tests start it with :func:`running`
+and point Enclave at it with :func:`llm_settings`.
 """
 
 from __future__ import annotations
@@ -16,13 +17,20 @@ import argparse
 import asyncio
 import json
 import re
+import subprocess
+import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
+
+from core.settings import LLMSettings, ModelSettings
+from tests.processes import free_port, stop, wait_ok
 
 MODELS = ("quick", "thorough")
 WORD_DELAY_S = 0.03
@@ -120,10 +128,47 @@ def create_app() -> FastAPI:
     return app
 
 
+@contextmanager
+def running(log: Path, word_delay_s: float = WORD_DELAY_S) -> Iterator[str]:
+    """This server as a real process on a free loopback port (output to ``log``): its
+    OpenAI API root, until the block ends."""
+    port = free_port()
+    command = [sys.executable, "-m", "tests.extractive_llm", "--port", str(port)]
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            [*command, "--word-delay", str(word_delay_s)],
+            stdout=out,
+            stderr=out,
+            cwd=Path(__file__).resolve().parents[1],
+        )
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        wait_ok(process, f"{url}/models", log, limit_s=120)
+        yield url
+    finally:
+        stop(process)
+
+
+def llm_settings(url: str) -> LLMSettings:
+    """Two models (``quick``, ``thorough``) on the server at ``url``, failing fast."""
+    return LLMSettings(
+        models=[
+            ModelSettings(name="quick", base_url=url, role="small"),
+            ModelSettings(name="thorough", base_url=url, role="large"),
+        ],
+        retries=0,
+        connect_timeout_s=2,
+        timeout_s=30,
+    )
+
+
 def main() -> None:
+    global WORD_DELAY_S
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--word-delay", type=float, default=WORD_DELAY_S, help="seconds")
     args = parser.parse_args()
+    WORD_DELAY_S = args.word_delay
     uvicorn.run(create_app(), host="127.0.0.1", port=args.port, log_level="warning")
 
 

@@ -7,7 +7,8 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from core.types import Document
-from ingest.pipeline import Failure, IngestReport
+from ingest.discover import Failure
+from ingest.pipeline import IngestReport
 
 if TYPE_CHECKING:
     pass

@@ -24,7 +24,8 @@ from core.errors import EnclaveError, QueueError
 from core.protocols import Embedder, VectorStore
 from core.settings import Settings
 from core.types import Document
-from ingest.pipeline import Failure, Ingestor, IngestReport
+from ingest.discover import Failure
+from ingest.pipeline import Ingestor, IngestReport
 
 if TYPE_CHECKING:
     pass

@@ -12,7 +12,8 @@ from typing import Any
 from backends.sql.app import AppDatabase, Job
 from core.errors import EnclaveError, InputError
 from core.settings import Settings
-from ingest.pipeline import Ingestor, IngestReport, source_of
+from ingest.discover import source_of
+from ingest.pipeline import Ingestor, IngestReport
 from serving.api.metrics import Metrics
 
 logger = logging.getLogger(__name__)

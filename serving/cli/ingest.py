@@ -22,7 +22,8 @@ from backends.container import Container
 from core.errors import InputError, NotFoundError, QueueError
 from core.settings import Settings
 from core.types import group_names
-from ingest.pipeline import Ingestor, IngestReport, doc_id_for, source_of
+from ingest.discover import doc_id_for, source_of
+from ingest.pipeline import Ingestor, IngestReport
 from serving.cli.context import Invocation
 
 if TYPE_CHECKING:

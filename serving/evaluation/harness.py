@@ -39,7 +39,8 @@ from backends.container import Container, build_container
 from core.errors import InputError
 from core.settings import DatabaseSettings, Settings
 from core.types import Hit, Principal
-from ingest.pipeline import Ingestor, IngestReport, ProgressListener, source_of
+from ingest.discover import source_of
+from ingest.pipeline import Ingestor, IngestReport, ProgressListener
 from retrieval.search import MODES, Retriever
 from serving.answers import CITATION_MARKER, Answerer, Router, build_retriever
 from serving.evaluation.datasets import (

@@ -12,8 +12,9 @@ from backends.sql.registry import RegisteredDocument
 from core.errors import InputError
 from core.protocols import Embedder
 from core.settings import Settings
+from ingest.discover import doc_id_for, source_of
 from ingest.parse import Parser
-from ingest.pipeline import Ingestor, doc_id_for, source_of
+from ingest.pipeline import Ingestor
 from tests.data.make_files import SAMPLE_TOPICS, sample_spec, write_docx, write_md, write_pdf
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

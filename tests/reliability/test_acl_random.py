@@ -59,7 +59,7 @@ from core.protocols import Embedder
 from core.settings import ApiSettings, Settings
 from ingest.pipeline import Ingestor
 from serving.api import create_app
-from tests.reliability.conftest import extractive_llm_settings
+from tests.extractive_llm import llm_settings as extractive_llm_settings
 from tests.sse import sse_list
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

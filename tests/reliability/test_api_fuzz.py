@@ -42,8 +42,8 @@ from core.settings import ApiSettings, LLMSettings, ModelSettings, Settings
 from ingest.pipeline import Ingestor
 from serving.api import create_app
 from tests.data.make_files import sample_spec, write_md
+from tests.extractive_llm import llm_settings as extractive_llm_settings
 from tests.processes import free_port
-from tests.reliability.conftest import extractive_llm_settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -105,10 +105,10 @@ class FakeLLM:
         }
 
     def start(self) -> None:
-        code = f"import tests.extractive_llm as m; m.WORD_DELAY_S = {WORD_DELAY_S}; m.main()"
+        command = ["-m", "tests.extractive_llm", "--port", str(self.port)]
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-c", code, "--port", str(self.port)],
+                [sys.executable, *command, "--word-delay", str(WORD_DELAY_S)],
                 stdout=out,
                 stderr=out,
                 cwd=ROOT,

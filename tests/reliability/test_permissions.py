@@ -8,8 +8,6 @@ embedded Edge store, SQLite, and the extractive LLM as a real process. Knowledge
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,12 +24,12 @@ from core.protocols import Embedder
 from core.settings import ApiSettings, Settings
 from ingest.pipeline import Ingestor
 from serving.api import create_app
-from tests.processes import Server, free_port, stop, wait_ok
-from tests.reliability.conftest import extractive_llm_settings
+from tests.extractive_llm import llm_settings as extractive_llm_settings
+from tests.extractive_llm import running
+from tests.processes import Server
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parents[2]
 PAY = "# Pay bands\n\nThe PAYMARK-4411 band for engineers is reviewed each April.\n"
 BUILD = "# Build guide\n\nThe BUILDMARK-2020 pipeline runs on every merge request.\n"
 
@@ -271,19 +269,8 @@ def test_scores_are_for_admins_and_limits_answer_clearly(world: World) -> None:
 @pytest.fixture
 def slow_llm(tmp_path: Path) -> Iterator[str]:
     """The extractive LLM writing a word every 0.3 s: answers that stay in progress."""
-    port = free_port()
-    code = "import tests.extractive_llm as m; m.WORD_DELAY_S = 0.3; m.main()"
-    log = tmp_path / "slow-llm.log"
-    with log.open("ab") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-c", code, "--port", str(port)], stdout=out, stderr=out, cwd=ROOT
-        )
-    url = f"http://127.0.0.1:{port}/v1"
-    try:
-        wait_ok(process, f"{url}/models", log, limit_s=120)
+    with running(tmp_path / "slow-llm.log", word_delay_s=0.3) as url:
         yield url
-    finally:
-        stop(process)
 
 
 def test_answers_in_progress_are_capped_per_key(

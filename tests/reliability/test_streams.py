@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,31 +22,21 @@ from core.settings import ApiSettings, Settings
 from ingest.pipeline import Ingestor
 from serving.api import create_app
 from tests.data.make_files import sample_spec, write_md
-from tests.processes import Server, free_port, stop, wait_ok
-from tests.reliability.conftest import extractive_llm_settings
+from tests.extractive_llm import llm_settings as extractive_llm_settings
+from tests.extractive_llm import running
+from tests.processes import Server
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parents[2]
 STREAMS = 100
 QUESTION = "How many days of annual leave do employees get?"
 
 
 @pytest.fixture
 def slow_llm(tmp_path: Path) -> Iterator[str]:
-    port = free_port()
-    code = "import tests.extractive_llm as m; m.WORD_DELAY_S = 0.4; m.main()"
-    log = tmp_path / "slow-llm.log"
-    with log.open("ab") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-c", code, "--port", str(port)], stdout=out, stderr=out, cwd=ROOT
-        )
-    url = f"http://127.0.0.1:{port}/v1"
-    try:
-        wait_ok(process, f"{url}/models", log, limit_s=120)
+    """The extractive LLM writing a word every 0.4 s: answers that stay in progress."""
+    with running(tmp_path / "slow-llm.log", word_delay_s=0.4) as url:
         yield url
-    finally:
-        stop(process)
 
 
 async def hold_streams(url: str, key: str) -> dict[str, int]:

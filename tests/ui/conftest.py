@@ -7,14 +7,13 @@ server may ingest from; one tiny retrieval evaluation for the Quality page."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from tests import extractive_llm
 from tests.data.beir import CORPUS, write_beir
 from tests.data.make_files import sample_spec, write_md
 from tests.processes import env_for, free_port, run, start, stop, wait_ok
@@ -61,31 +60,21 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     inbox = root / "inbox"
     write_md(inbox / "expenses.md", sample_spec("expenses"))
 
-    llm_port, port = free_port(), free_port()
+    port = free_port()
     log = root / "serve.log"
-    with log.open("ab") as out:
-        llm = subprocess.Popen(
-            [sys.executable, "-m", "tests.extractive_llm", "--port", str(llm_port)],
-            stdout=out,
-            stderr=out,
+    with extractive_llm.running(log) as llm_url:
+        models = [
+            {"name": "quick", "base_url": llm_url, "role": "small"},
+            {"name": "thorough", "base_url": llm_url, "role": "large"},
+        ]
+        env = env_for(
+            data,
+            ENCLAVE_API__INGEST_ROOTS=json.dumps([str(inbox)]),
+            ENCLAVE_LLM__MODELS=json.dumps(models),
         )
-    llm_url = f"http://127.0.0.1:{llm_port}/v1"
-    models = [
-        {"name": "quick", "base_url": llm_url, "role": "small"},
-        {"name": "thorough", "base_url": llm_url, "role": "large"},
-    ]
-    env = env_for(
-        data,
-        ENCLAVE_API__INGEST_ROOTS=json.dumps([str(inbox)]),
-        ENCLAVE_LLM__MODELS=json.dumps(models),
-    )
-    try:
-        wait_ok(llm, f"{llm_url}/models", log)
         server = start(["serve", "--port", str(port)], env, log)
         try:
             wait_ok(server, f"http://127.0.0.1:{port}/readyz", log)
             yield Stack(f"http://127.0.0.1:{port}", admin_key, user_key, data, inbox, log)
         finally:
             stop(server)
-    finally:
-        stop(llm)
