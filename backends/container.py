@@ -123,10 +123,11 @@ class Container:
         """The supervised llama.cpp server, when one was started."""
         return self._llama
 
-    def collection_spec(self) -> CollectionSpec:
+    def collection_spec(self, collection: str | None = None) -> CollectionSpec:
+        """The spec of ``collection`` (default: the container's) for this embedder."""
         embedder = self.embedder
         return CollectionSpec(
-            name=self.collection,
+            name=collection or self.collection,
             dense_dim=embedder.dimension,
             distance="cosine",
             embedder=embedder.name,

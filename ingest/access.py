@@ -118,7 +118,9 @@ class Change:
 class AccessControl:
     """Records rule changes and applies them to the registered documents."""
 
-    def __init__(self, registry: Registry, store: VectorStore) -> None:
+    def __init__(self, registry: Registry, store: VectorStore | None = None) -> None:
+        """``store``: where :meth:`apply` rewrites payloads (none: rules are read and
+        recorded only, e.g. by ``enclave access list``)."""
         self._registry = registry
         self._store = store
 
@@ -179,10 +181,12 @@ class AccessControl:
         it: the store's payload first, the registry last. The number changed."""
         rules = self.rules()
         changed = 0
+        store = self._store
         for record in self._affected(rules, prefix):
             document = record.document
             groups = rules.groups_for(document.source)
-            self._store.set_access(document.doc_id, groups, document.tags)
+            assert store is not None, "AccessControl.apply needs the store it rewrites"
+            store.set_access(document.doc_id, groups, document.tags)
             self._registry.put(replace(document, groups=groups), record.chunks)
             changed += 1
         return changed

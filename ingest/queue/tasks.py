@@ -87,9 +87,8 @@ class TaskRunner:
         with self.access.session(collection) as store:
             if not self.access.embedded and collection not in self._checked:
                 with self.access.lock():  # two workers must not create it together
-                    store.ensure_collection(self.container.collection_spec())
+                    store.ensure_collection(self.container.collection_spec(collection))
                 self._checked.add(collection)
-            self.container.collection = collection
             yield store
 
     def close(self) -> None:

@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from backends.container import NO_STORE, Container
+from backends.container import Container
 from backends.sql.registry import Registry, iso_time
 from ingest.access import AccessControl, Change, cli_actor
 from serving.cli.context import Invocation
@@ -59,7 +59,7 @@ def register(app: typer.Typer, inv: Invocation) -> None:
         """List the rules, the documents each decides, and changes not yet applied."""
         registry = reader()
         try:
-            access = AccessControl(registry, NO_STORE)
+            access = AccessControl(registry)
             listing = access.listing()
             pending = len(access.pending())
         finally:
