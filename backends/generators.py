@@ -24,12 +24,10 @@ import asyncio
 import json
 import logging
 import re
-import threading
 import time
 import weakref
 from collections.abc import AsyncGenerator, Callable, Generator, Sequence
 from contextlib import closing
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -42,6 +40,7 @@ from tenacity import (
     wait_exponential,
 )
 
+from backends.replicas import Replica, Replicas
 from core.errors import ConfigError, LLMUnavailableError, ModelError
 from core.settings import LLMSettings, ModelSettings
 from core.types import Usage
@@ -90,24 +89,13 @@ def _error_message(body: str) -> str:
     return body[:300]
 
 
-@dataclass(eq=False)
-class _Replica:
-    """One server of the model, and what the generator knows about it."""
-
-    url: str  # the OpenAI API root, without a trailing slash
-    shown: str  # the URL for messages and logs: without user:password@
-    in_flight: int = 0
-    down_until: float = 0.0  # clock time until which it is passed over
-    down: bool = False
-
-
 class _ReplicaError(Exception):
     """A replica failed before the answer started: the request may go to another one.
 
     ``message`` is the whole story when this replica was the only one; ``reason`` is the
     short form for a list; ``connect``: it could not even be reached (worth a retry)."""
 
-    def __init__(self, replica: _Replica, reason: str, message: str, *, connect: bool) -> None:
+    def __init__(self, replica: Replica, reason: str, message: str, *, connect: bool) -> None:
         super().__init__(message)
         self.replica = replica
         self.reason = reason
@@ -129,12 +117,13 @@ class OpenAICompatibleGenerator:
         self._settings = model
         self._served = model.served_name or model.name
         urls = dict.fromkeys(u.rstrip("/") for u in (model.base_url, *model.base_urls))
-        self._replicas = [_Replica(u, _USERINFO.sub("", u)) for u in urls]
+        self._replicas = Replicas(
+            model.name,
+            [(u, _USERINFO.sub("", u)) for u in urls],
+            cooldown_s=cooldown_s,
+            clock=clock,
+        )
         self._retries = llm.retries
-        self._cooldown_s = cooldown_s
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._next = 0  # the replica that wins the next tie
         headers = {"Accept": "application/json"}
         if model.api_key is not None:
             headers["Authorization"] = f"Bearer {model.api_key.get_secret_value()}"
@@ -162,13 +151,11 @@ class OpenAICompatibleGenerator:
     @property
     def urls(self) -> list[str]:
         """The servers of this model (without credentials), in configured order."""
-        return [r.shown for r in self._replicas]
+        return self._replicas.urls
 
     def down(self) -> list[str]:
         """The servers passed over now because they failed recently."""
-        now = self._clock()
-        with self._lock:
-            return [r.shown for r in self._replicas if r.down and r.down_until > now]
+        return self._replicas.down()
 
     # -- health --------------------------------------------------------------------------
     def check(self) -> None:
@@ -198,7 +185,7 @@ class OpenAICompatibleGenerator:
         if not answered:
             raise _RoundError(failures)
 
-    def _check_one(self, replica: _Replica) -> None:
+    def _check_one(self, replica: Replica) -> None:
         try:
             response = self._send(replica, "GET", "/models")
         except ModelError as exc:  # 4xx: a wrong API root (404) or key (401/403)
@@ -295,7 +282,7 @@ class OpenAICompatibleGenerator:
         from the first replica that gets that far; a :class:`_RoundError` when none did."""
         failures: list[_ReplicaError] = []
         tried: set[int] = set()
-        while (replica := self._acquire(tried)) is not None:
+        while (replica := self._replicas.acquire(tried)) is not None:
             answer = self._released(replica, self._stream_from(replica, body, messages))
             try:
                 return next(answer), answer
@@ -309,7 +296,7 @@ class OpenAICompatibleGenerator:
         """:meth:`_start` without blocking."""
         failures: list[_ReplicaError] = []
         tried: set[int] = set()
-        while (replica := self._acquire(tried)) is not None:
+        while (replica := self._replicas.acquire(tried)) is not None:
             answer = self._areleased(replica, self._astream_from(replica, body, messages))
             try:
                 return await answer.__anext__(), answer
@@ -318,7 +305,7 @@ class OpenAICompatibleGenerator:
         raise _RoundError(failures)
 
     def _passed_over(
-        self, replica: _Replica, failure: _ReplicaError, tried: set[int]
+        self, replica: Replica, failure: _ReplicaError, tried: set[int]
     ) -> _ReplicaError:
         if len(tried) < len(self._replicas):
             logger.warning(
@@ -330,27 +317,27 @@ class OpenAICompatibleGenerator:
         return failure
 
     def _released(
-        self, replica: _Replica, answer: Generator[str | Usage, None, None]
+        self, replica: Replica, answer: Generator[str | Usage, None, None]
     ) -> Generator[str | Usage, None, None]:
         """``answer``, counting as in flight on ``replica`` until it ends or is closed."""
         try:
             yield from answer
         finally:
             answer.close()
-            self._release(replica)
+            self._replicas.release(replica)
 
     async def _areleased(
-        self, replica: _Replica, answer: AsyncGenerator[str | Usage, None]
+        self, replica: Replica, answer: AsyncGenerator[str | Usage, None]
     ) -> AsyncGenerator[str | Usage, None]:
         try:
             async for piece in answer:
                 yield piece
         finally:
             await answer.aclose()
-            self._release(replica)
+            self._replicas.release(replica)
 
     def _stream_from(
-        self, replica: _Replica, body: dict[str, Any], messages: Sequence[dict[str, str]]
+        self, replica: Replica, body: dict[str, Any], messages: Sequence[dict[str, str]]
     ) -> Generator[str | Usage, None, None]:
         """The answer from one replica. A failure before the first piece of text is a
         ``_ReplicaError`` (the caller tries another replica); after it, the answer is lost."""
@@ -366,7 +353,7 @@ class OpenAICompatibleGenerator:
         yield reader.end(messages)
 
     async def _astream_from(
-        self, replica: _Replica, body: dict[str, Any], messages: Sequence[dict[str, str]]
+        self, replica: Replica, body: dict[str, Any], messages: Sequence[dict[str, str]]
     ) -> AsyncGenerator[str | Usage, None]:
         """:meth:`_stream_from` on the asynchronous client."""
         reader = _Reader(self, replica)
@@ -386,7 +373,7 @@ class OpenAICompatibleGenerator:
     # -- one request to one replica ------------------------------------------------------
     def _send(
         self,
-        replica: _Replica,
+        replica: Replica,
         method: str,
         path: str,
         body: dict[str, Any] | None = None,
@@ -408,10 +395,10 @@ class OpenAICompatibleGenerator:
             finally:
                 response.close()
             raise self._refused(replica, response.status_code, detail)
-        self._mark_up(replica)
+        self._replicas.mark_up(replica)
         return response
 
-    async def _asend(self, replica: _Replica, path: str, body: dict[str, Any]) -> httpx.Response:
+    async def _asend(self, replica: Replica, path: str, body: dict[str, Any]) -> httpx.Response:
         """:meth:`_send` of a streamed POST on the asynchronous client."""
         client = self._async_client()
         request = client.build_request("POST", replica.url + path, json=body)
@@ -427,7 +414,7 @@ class OpenAICompatibleGenerator:
             finally:
                 await response.aclose()
             raise self._refused(replica, response.status_code, detail)
-        self._mark_up(replica)
+        self._replicas.mark_up(replica)
         return response
 
     def _async_client(self) -> httpx.AsyncClient:
@@ -443,7 +430,7 @@ class OpenAICompatibleGenerator:
             )
         return client
 
-    def _send_failure(self, replica: _Replica, exc: httpx.HTTPError) -> _ReplicaError:
+    def _send_failure(self, replica: Replica, exc: httpx.HTTPError) -> _ReplicaError:
         if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
             return self._failed(
                 replica, exc.__class__.__name__, self._unreachable(replica, exc), connect=True
@@ -452,7 +439,7 @@ class OpenAICompatibleGenerator:
             return self._failed(replica, "timeout", self._silent(replica))
         return self._failed(replica, exc.__class__.__name__, self._unreachable(replica, exc))
 
-    def _refused(self, replica: _Replica, status: int, detail: str) -> Exception:
+    def _refused(self, replica: Replica, status: int, detail: str) -> Exception:
         if status >= 500 or status == 429:
             return self._failed(
                 replica,
@@ -464,13 +451,13 @@ class OpenAICompatibleGenerator:
             f"{_error_message(detail)}"
         )
 
-    def _silent(self, replica: _Replica) -> str:
+    def _silent(self, replica: Replica) -> str:
         return (
             f"the LLM server at {replica.shown} sent nothing for {self._client.timeout.read} s; "
             "it may be overloaded (raise ENCLAVE_LLM__TIMEOUT_S or add capacity)"
         )
 
-    def _unreachable(self, replica: _Replica, exc: Exception) -> str:
+    def _unreachable(self, replica: Replica, exc: Exception) -> str:
         return (
             f"the LLM server at {replica.shown} (model {self.name!r}) cannot be reached "
             f"({exc.__class__.__name__}); check that it is running and ENCLAVE_LLM__MODELS"
@@ -492,58 +479,11 @@ class OpenAICompatibleGenerator:
             "try again, and check that they are running and ENCLAVE_LLM__MODELS"
         )
 
-    # -- choosing replicas ---------------------------------------------------------------
-    def _acquire(self, tried: set[int]) -> _Replica | None:
-        """The replica for the next try (none of ``tried``), counted in flight: the
-        fewest requests in flight wins, ties in turn; those in cool-down come last."""
-        now = self._clock()
-        n = len(self._replicas)
-        with self._lock:
-            left = [i for i in range(n) if i not in tried]
-            if not left:
-                return None
-            best = min(
-                left,
-                key=lambda i: (
-                    self._replicas[i].down_until > now,
-                    self._replicas[i].in_flight,
-                    (i - self._next) % n,
-                ),
-            )
-            tried.add(best)
-            self._next = (best + 1) % n
-            replica = self._replicas[best]
-            replica.in_flight += 1
-            return replica
-
-    def _release(self, replica: _Replica) -> None:
-        with self._lock:
-            replica.in_flight -= 1
-
     def _failed(
-        self, replica: _Replica, reason: str, message: str, *, connect: bool = False
+        self, replica: Replica, reason: str, message: str, *, connect: bool = False
     ) -> _ReplicaError:
-        self._mark_down(replica, reason)
+        self._replicas.mark_down(replica, reason)
         return _ReplicaError(replica, reason, message, connect=connect)
-
-    def _mark_down(self, replica: _Replica, reason: str) -> None:
-        with self._lock:
-            replica.down_until = self._clock() + self._cooldown_s
-            was_down, replica.down = replica.down, True
-        if not was_down and len(self._replicas) > 1:
-            logger.warning(
-                "LLM server %s (model %s) failed (%s); passing it over for %g s",
-                replica.shown,
-                self.name,
-                reason,
-                self._cooldown_s,
-            )
-
-    def _mark_up(self, replica: _Replica) -> None:
-        with self._lock:
-            was_down, replica.down, replica.down_until = replica.down, False, 0.0
-        if was_down and len(self._replicas) > 1:
-            logger.info("LLM server %s (model %s) answers again", replica.shown, self.name)
 
     def close(self) -> None:
         self._client.close()
@@ -565,7 +505,7 @@ class _Reader:
     """Reads one replica's streamed answer, event by event (the part the synchronous and
     asynchronous streams share): text, usage, the end, and what a failure means."""
 
-    def __init__(self, generator: OpenAICompatibleGenerator, replica: _Replica) -> None:
+    def __init__(self, generator: OpenAICompatibleGenerator, replica: Replica) -> None:
         self._generator = generator
         self._replica = replica
         self.pieces = 0
@@ -585,7 +525,7 @@ class _Reader:
             message = f"the LLM server at {self._replica.shown} failed mid-answer: {event['error']}"
             if not self.pieces:
                 raise self._generator._failed(self._replica, "error event", message)
-            self._generator._mark_down(self._replica, "error event")
+            self._generator._replicas.mark_down(self._replica, "error event")
             raise LLMUnavailableError(message)
         if event.get("usage"):
             u = event["usage"]
@@ -611,7 +551,7 @@ class _Reader:
             message = f"the LLM server at {replica.shown} failed mid-answer ({reason}); try again"
         if not self.pieces:
             return g._failed(replica, reason, message)
-        g._mark_down(replica, reason)
+        g._replicas.mark_down(replica, reason)
         return LLMUnavailableError(message)
 
     def end(self, messages: Sequence[dict[str, str]]) -> Usage:

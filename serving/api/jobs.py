@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,21 @@ from ingest.pipeline import Ingestor, IngestReport
 from serving.api.metrics import Metrics
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class IngestJob:
+    """An ingestion job of the API: uploads (named by file name; a file that failed is
+    removed from the upload's folder), or with ``folder`` server paths (each file under
+    them named by its full path)."""
+
+    job_id: str  # its row in the jobs table
+    paths: list[Path]
+    groups: list[str] | None  # record these rules first (None: the stored rules apply)
+    tags: list[str] | None
+    actor: str  # who the rule changes are recorded as
+    rejected: list[dict[str, str]] = field(default_factory=list)  # refused before the job
+    folder: bool = False
 
 
 class JobRunner:
@@ -31,45 +47,24 @@ class JobRunner:
         self._metrics = metrics
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="ingest-job")
 
-    def submit(
-        self,
-        job_id: str,
-        paths: list[Path],
-        groups: list[str] | None,
-        tags: list[str] | None,
-        rejected: list[dict[str, str]],
-        actor: str,
-        *,
-        folder: bool = False,
-    ) -> None:
+    def submit(self, job: IngestJob) -> None:
         """Queue a job (created in the jobs table) for the worker thread."""
-        self._pool.submit(self._run, job_id, paths, groups, tags, rejected, actor, folder=folder)
+        self._pool.submit(self._run, job)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
-    def _run(
-        self,
-        job_id: str,
-        paths: list[Path],
-        groups: list[str] | None,
-        tags: list[str] | None,
-        rejected: list[dict[str, str]],
-        actor: str,
-        *,
-        folder: bool = False,
-    ) -> None:
-        """Ingest ``paths`` and record per-file results: uploads (named by file name; a file
-        that failed is removed from the upload's folder), or with ``folder`` server paths
-        (each file under them, named by its full path)."""
+    def _run(self, job: IngestJob) -> None:
+        """Ingest the job's paths and record per-file results."""
+        job_id, paths, rejected = job.job_id, job.paths, job.rejected
         db = self._db
         try:
             db.update_job(job_id, status="running")
             progress = _JobProgress(self._db, job_id, len(rejected))
             report = self._ingestor.run(
-                paths, groups=groups, tags=tags, progress=progress, actor=actor
+                paths, groups=job.groups, tags=job.tags, progress=progress, actor=job.actor
             )
-            results = list(rejected) + self._results(paths, report, folder=folder)
+            results = list(rejected) + self._results(paths, report, folder=job.folder)
             m = self._metrics
             for result, count in (
                 ("added", report.added),

@@ -12,7 +12,7 @@ from core.errors import InputError, NotFoundError
 from core.runtime import private_dir
 from serving.api.deps import AdminDep, ServicesDep
 from serving.api.errors import errors
-from serving.api.jobs import ingest_target, names, split_names
+from serving.api.jobs import IngestJob, ingest_target, names, split_names
 from serving.api.originals import safe_name, save_upload, unique_in
 from serving.api.schemas import (
     DocumentDeleted,
@@ -93,7 +93,7 @@ def upload_documents(
     if group_list is not None and saved:
         services.ingestor.access.set_rule(folder, group_list, key.principal.name, origin="upload")
     services.db.update_job(job_id, results=rejected, done_files=len(rejected))
-    services.jobs.submit(job_id, saved, None, tag_list, rejected, key.principal.name)
+    services.jobs.submit(IngestJob(job_id, saved, None, tag_list, key.principal.name, rejected))
     return JobStarted(job_id=job_id, status="queued", files=len(files))
 
 
@@ -112,5 +112,5 @@ def ingest_path(body: IngestRequest, services: ServicesDep, key: AdminDep) -> Jo
     groups = names(body.groups, "groups")
     tags = names(body.tags, "tags")
     job_id = services.db.create_job(key.id, 1 if target.is_file() else 0)
-    services.jobs.submit(job_id, [target], groups, tags, [], key.principal.name, folder=True)
+    services.jobs.submit(IngestJob(job_id, [target], groups, tags, key.principal.name, folder=True))
     return JobStarted(job_id=job_id, status="queued", files=None)
