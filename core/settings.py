@@ -329,6 +329,15 @@ class LLMSettings(BaseModel):
         False,
         description="Replace e-mail addresses, phone, IBAN and card numbers in what is sent to the LLM.",
     )
+    support_threshold: float = Field(
+        0.6,
+        ge=0.1,
+        le=1.0,
+        description=(
+            "Share of a sentence's content words (and all its numbers) that one passage span "
+            "must hold for the sentence to count as supported (the answer's `claims`)."
+        ),
+    )
 
     @model_validator(mode="after")
     def _names_unique(self) -> LLMSettings:

@@ -254,10 +254,32 @@ class Citation:
 
 
 @dataclass(frozen=True, slots=True)
+class Claim:
+    """A sentence of an answer, checked by the system: the passage span that supports it
+    (``n``, chunk, page, offsets in the chunk's text, the quote verbatim), or
+    ``supported`` False. ``start``/``end``: where the sentence stands in the answer;
+    ``score``: the share of its content words the span holds."""
+
+    text: str
+    start: int
+    end: int
+    supported: bool
+    score: float
+    n: int | None = None
+    chunk_id: str | None = None
+    doc_id: str | None = None
+    page: int | None = None
+    quote: str | None = None
+    quote_start: int | None = None
+    quote_end: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Answer:
-    """An answer with its citations and the passages it was given."""
+    """An answer with its citations, its checked claims and the passages it was given."""
 
     text: str
     citations: tuple[Citation, ...]
     passages: tuple[Hit, ...] = field(default_factory=tuple)
     model: str = ""
+    claims: tuple[Claim, ...] = ()

@@ -134,6 +134,7 @@ def _stream_answer(api: EnclaveClient, question: str, model: str | None) -> dict
         "answer": done["answer"],
         "answer_id": done["answer_id"],
         "citations": done["citations"],
+        "claims": done.get("claims") or [],
         "passages": done["passages"],
         "abstained": done["abstained"],
     }
@@ -154,6 +155,7 @@ def _show_turn(api: EnclaveClient, turn: dict[str, Any]) -> None:
             st.info(NOT_FOUND, icon=":material/search_off:")
         else:
             st.html(answer_html(turn["answer"]))
+            _show_support(turn.get("claims") or [])
         citations = {c["n"]: c for c in turn["citations"]}
         answer_id = turn["answer_id"]
         if citations:
@@ -174,6 +176,22 @@ def _show_turn(api: EnclaveClient, turn: dict[str, Any]) -> None:
                     st.text(p["text"])
         if answer_id:
             _feedback(api, answer_id)
+
+
+def _show_support(claims: list[dict[str, Any]]) -> None:
+    """How many of the answer's sentences the system found in the passages, and which
+    it did not (those are the model's own words: check them)."""
+    if not claims:
+        return
+    unsupported = [c["text"] for c in claims if not c["supported"]]
+    if not unsupported:
+        st.caption(f"Every sentence ({len(claims)}) was found in the passages.")
+        return
+    st.caption(
+        f"{len(claims) - len(unsupported)} of {len(claims)} sentences were found in the "
+        "passages. Not found, so check them: "
+        + " · ".join(f"“{plain(text)}”" for text in unsupported)
+    )
 
 
 def _chip(citation: dict[str, Any]) -> str:

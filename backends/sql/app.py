@@ -87,16 +87,21 @@ class AuditEntry:
     timings_ms: Mapping[str, float] | None = None  # per stage, milliseconds
     cited_doc_ids: tuple[str, ...] = ()
     abstained: bool | None = None
+    claims: tuple[int, int] | None = None  # (sentences supported, sentences checked)
 
     def details(self) -> dict[str, Any] | None:
-        """What the ``details`` column holds: per-stage timings, cited documents, abstained."""
+        """What the ``details`` column holds: per-stage timings, cited documents,
+        abstained, and the verification outcome (claims supported of claims checked)."""
         if self.timings_ms is None and self.abstained is None and not self.cited_doc_ids:
             return None
-        return {
+        details: dict[str, Any] = {
             "timings": {k: round(float(v), 1) for k, v in (self.timings_ms or {}).items()},
             "cited_doc_ids": list(self.cited_doc_ids),
             "abstained": bool(self.abstained),
         }
+        if self.claims is not None:
+            details["claims"] = {"supported": self.claims[0], "checked": self.claims[1]}
+        return details
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,9 @@ The order of an answer:
 4. pack numbered context blocks (title, page) into the model's window, leaving
    room for the answer, and stream the answer;
 5. parse the ``[n]`` markers: a marker pointing to no block is dropped (from the
-   text too); each citation carries a quote that exists verbatim in its chunk.
+   text too); each citation carries a quote that exists verbatim in its chunk;
+6. check every sentence against the blocks (``claims.py``): the span that supports it,
+   or marked unsupported, whatever the markers say.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from core.settings import LLMSettings
 from core.types import Answer, Hit, Principal, Usage
 from retrieval.search import Retriever
 from serving.answers.citations import extract_citations
+from serving.answers.claims import verify_claims
 from serving.answers.prompt import (
     NOT_COVERED,
     PROMPT_MARGIN,
@@ -128,6 +131,7 @@ class _Turn:
     pieces: list[str] = field(default_factory=list)
     usage: Usage = field(default_factory=lambda: Usage(0, 0))
     generate_started: float = 0.0
+    support_threshold: float = 0.6
 
     def retrieved(self) -> Retrieved:
         return Retrieved(self.query, tuple(self.blocks), self.generator.name, dict(self.timings))
@@ -150,6 +154,7 @@ class _Turn:
             citations=citations,
             passages=tuple(self.blocks),
             model=self.generator.name,
+            claims=verify_claims(cleaned, self.blocks, support_threshold=self.support_threshold),
         )
         return Completed(
             answer, self.usage, abstained=False, query=self.query, timings=self.timings
@@ -270,7 +275,9 @@ class Answerer:
         turns = self._settings.history_turns
         kept = list(history)[-turns:] if turns else []
         generator = self.router.choose(text, bool(kept), model)
-        return _Turn(text, text, generator, kept, {}, time.perf_counter())
+        turn = _Turn(text, text, generator, kept, {}, time.perf_counter())
+        turn.support_threshold = self._settings.support_threshold
+        return turn
 
     def _prompt(self, turn: _Turn, hits: Sequence[Hit]) -> None:
         """Pack the hits into the model's window and write the messages."""

@@ -176,6 +176,11 @@ class AnswerSession:
             timings_ms={stage: seconds * 1000 for stage, seconds in timings.items()},
             cited_doc_ids=tuple(cited),
             abstained=done.abstained if done else False,
+            claims=(
+                (sum(c.supported for c in done.answer.claims), len(done.answer.claims))
+                if done
+                else None
+            ),
         )
         return self.db.record(entry, redact_pii=self.redact_audit)
 

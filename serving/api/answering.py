@@ -45,6 +45,10 @@ def citations(done: Completed) -> list[dict[str, Any]]:
     return [asdict(c) for c in done.answer.citations]
 
 
+def claims(done: Completed) -> list[dict[str, Any]]:
+    return [asdict(c) for c in done.answer.claims]
+
+
 def ask_response(
     session: AnswerSession, done: Completed, conversation_id: str, principal: Principal
 ) -> AskResponse:
@@ -52,6 +56,7 @@ def ask_response(
         answer=done.answer.text,
         answer_id=session.answer_id,
         citations=list(done.answer.citations),
+        claims=list(done.answer.claims),
         passages=passages(done, principal),
         model=done.answer.model,
         conversation_id=conversation_id,

@@ -10,7 +10,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from backends.sql.app import Job
 from backends.sql.registry import RegisteredDocument
-from core.types import Chunk, Citation
+from core.types import Chunk, Citation, Claim
 from serving.answers.views import HitOut, NeighbourOut, PassageOut
 
 __all__ = ["HitOut", "NeighbourOut", "PassageOut"]
@@ -48,6 +48,11 @@ class AskResponse(BaseModel):
     answer: str
     answer_id: str = Field(description="The audit entry's id; feedback names it.")
     citations: list[Citation]
+    claims: list[Claim] = Field(
+        description="Each sentence of the answer checked against the passages: the span that "
+        "supports it (block `n`, chunk, page, offsets in the chunk, the quote verbatim), or "
+        "`supported: false`."
+    )
     passages: list[PassageOut] = Field(description="The numbered passages the LLM was given.")
     model: str
     conversation_id: str

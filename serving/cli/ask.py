@@ -71,6 +71,7 @@ def print_answer(
     result = {
         "answer": answer.text,
         "citations": [asdict(c) for c in answer.citations],
+        "claims": [asdict(c) for c in answer.claims],
         "model": answer.model,
         "abstained": done.abstained,
         "answer_id": session.answer_id,
@@ -156,3 +157,12 @@ def _finish(result: dict[str, Any], as_json: bool, *, streamed: bool) -> None:
         where = f", page {c['page']}" if c.get("page") else ""
         typer.echo(f"\n[{c['n']}] {c['title']}{where} — {Path(c['source']).name}")
         typer.echo(f'    "{c["quote"]}"')
+    claims = result.get("claims") or []
+    unsupported = [c["text"] for c in claims if not c["supported"]]
+    if claims:
+        typer.echo(
+            f"\n{len(claims) - len(unsupported)} of {len(claims)} sentences supported by "
+            "the passages"
+        )
+    for text in unsupported:
+        typer.echo(f"  unsupported: {text}")

@@ -262,6 +262,13 @@ def test_every_citation_names_a_given_passage_and_quotes_it(
         assert c["quote"]
         assert c["quote"] in passages[c["n"]]["text"]
     assert "leave" in body["citations"][0]["quote"].lower()
+    # the extractive model quotes a passage: the system finds each sentence in it
+    assert body["claims"]
+    for claim in body["claims"]:
+        assert claim["supported"], claim
+        text = passages[claim["n"]]["text"]
+        assert text[claim["quote_start"] : claim["quote_end"]] == claim["quote"]
+        assert body["answer"][claim["start"] : claim["end"]].startswith(claim["text"][:20])
 
 
 def test_off_topic_question_abstains_without_the_model(api: Api) -> None:

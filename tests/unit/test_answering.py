@@ -1,4 +1,4 @@
-"""Answer logic with fakes: citations, quotes, packing, routing, abstention, redaction."""
+"""Answer logic with fakes: citations, quotes, claims, packing, routing, abstention, redaction."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from serving.answers import (
     is_complex,
     pack,
 )
+from serving.answers.claims import content_words, verify_claims
 
 USER = Principal("u", groups=("staff",))
 
@@ -247,3 +248,66 @@ def test_the_asynchronous_answer_is_the_synchronous_one() -> None:
     assert isinstance(want, Completed)
     assert (done.answer.text, done.answer.citations) == (want.answer.text, want.answer.citations)
     assert gen.closed
+
+
+# -- claims: each sentence checked against the passages, whatever its markers ------------
+def test_a_sentence_the_passage_says_is_supported_by_that_span() -> None:
+    (claim,) = verify_claims(
+        "Employees get 25 days of annual leave each year [2].", [TRAVEL, LEAVE]
+    )
+    assert claim.supported
+    assert (claim.n, claim.chunk_id, claim.doc_id, claim.page) == (2, "c1", "d1", 3)
+    assert claim.quote == "Employees get 25 days of annual leave."
+    assert claim.quote_start is not None
+    assert claim.quote_end is not None
+    assert LEAVE.chunk.text[claim.quote_start : claim.quote_end] == claim.quote
+    assert claim.text == "Employees get 25 days of annual leave each year."  # markers gone
+
+
+def test_the_span_is_found_without_markers_and_in_the_right_block() -> None:
+    answer = "The per diem is 45 euros per day. Unused days carry over to March."
+    first, second = verify_claims(answer, [LEAVE, TRAVEL])
+    assert (first.supported, first.n, first.quote) == (True, 2, "The per diem is 45 euros per day.")
+    assert (second.supported, second.n) == (True, 1)
+    assert second.quote == "Up to 5 days carry over to March."
+    for claim in (first, second):  # offsets point into the answer
+        assert answer[claim.start : claim.end].startswith(claim.text[:10])
+
+
+def test_a_wrong_number_or_the_models_own_knowledge_is_unsupported() -> None:
+    wrong, invented = verify_claims(
+        "Employees get 30 days of annual leave [1]. Paris is the capital of France [1].",
+        [LEAVE, TRAVEL],
+    )
+    assert not wrong.supported  # the words are there, the number is not
+    assert wrong.quote is None
+    assert wrong.n is None
+    assert not invented.supported
+    assert invented.score < 0.6
+
+
+def test_sentences_without_content_are_not_claims_and_a_cited_block_wins_ties() -> None:
+    same = hit(3, "Employees get 25 days of annual leave.")
+    claims = verify_claims("Yes. Employees get 25 days of annual leave [2].", [LEAVE, same])
+    assert len(claims) == 1
+    assert claims[0].n == 2  # both blocks hold it; the cited one is named
+
+
+def test_two_adjacent_sentences_can_support_one_claim() -> None:
+    passage = hit(4, "The office opens at 8. It closes at 18 on weekdays.")
+    (claim,) = verify_claims("The office opens at 8 and closes at 18.", [passage])
+    assert claim.supported
+    assert claim.quote == "The office opens at 8. It closes at 18 on weekdays."
+
+
+def test_content_words_drop_stop_words_and_plurals_and_keep_numbers() -> None:
+    words, numbers = content_words("The days of leave: 25 days, 2.5 weeks")
+    assert words == {"day", "leave", "25", "2.5", "week"}
+    assert numbers == {"25", "2.5"}
+
+
+def test_every_answer_carries_its_checked_claims() -> None:
+    a, _ = answerer([LEAVE], reply="Employees get 25 days of annual leave [1]. Pets are welcome.")
+    done = a.answer("How much leave do I get?", USER)
+    assert [c.supported for c in done.answer.claims] == [True, False]
+    assert done.answer.claims[0].chunk_id == "c1"

@@ -12,7 +12,7 @@ from sse_starlette import ServerSentEvent
 
 from core.errors import InputError
 from serving.answers import AnswerEvent, Retrieved, Token
-from serving.api.answering import citations, guarded, passages, usage_out
+from serving.api.answering import citations, claims, guarded, passages, usage_out
 from serving.api.deps import KeyDep, ServicesDep
 from serving.api.errors import errors, or_stream
 from serving.api.schemas import AUTO_MODEL, ChatRequest, ModelOut, ModelsOut
@@ -59,7 +59,8 @@ def _conversation(body: ChatRequest) -> tuple[str, list[tuple[str, str]]]:
 async def chat_completions(body: ChatRequest, services: ServicesDep, key: KeyDep) -> Any:
     """OpenAI-compatible chat: the last user message is the question, earlier turns the
     conversation. Answers are grounded in the key's documents; citations and passages
-    come in extra fields (``citations`` on the response / the last stream chunk)."""
+    come in extra fields (``citations``, ``claims`` on the response / the last stream
+    chunk)."""
     question, history = _conversation(body)
     model = None if body.model == AUTO_MODEL else body.model
     session = services.session(key, "chat", question, history=history, model=model)
@@ -81,6 +82,7 @@ async def chat_completions(body: ChatRequest, services: ServicesDep, key: KeyDep
             ],
             "usage": usage_out(done).model_dump(),
             "citations": citations(done),
+            "claims": claims(done),
             "passages": [p.model_dump() for p in passages(done, key.principal)],
             "answer_id": session.answer_id,
         }
@@ -117,6 +119,7 @@ async def chat_completions(body: ChatRequest, services: ServicesDep, key: KeyDep
             "stop",
             usage=usage_out(current).model_dump(),
             citations=citations(current),
+            claims=claims(current),
             answer_id=session.answer_id,
         )
         return [*text, last, DONE]
