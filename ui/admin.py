@@ -346,7 +346,14 @@ def quality_page(api: EnclaveClient) -> None:
             )
             shares = {
                 k: figures[k]
-                for k in ("exact_match", "f1", "contains_gold", "cited", "citation_support")
+                for k in (
+                    "exact_match",
+                    "f1",
+                    "contains_gold",
+                    "cited",
+                    "citation_support",
+                    "verified",
+                )
                 if k in figures
             }
             if shares:

@@ -340,6 +340,9 @@ class GeneratedAnswer:
     contains_gold: bool
     cited: bool  # at least one citation
     supported: bool  # a cited passage contains the gold answer
+    claims: int  # sentences checked against the passages
+    claims_supported: int  # of those, found in a passage span
+    span_support: bool  # a supporting span contains the gold answer
     first_token_ms: float | None
     total_ms: float
     completion_tokens: int
@@ -380,6 +383,12 @@ class GenerationEval:
             "contains_gold": share(a.contains_gold for a in answerable),
             "cited": share(a.cited for a in answerable),
             "citation_support": share(a.supported for a in answerable),
+            "verified": share(a.claims_supported > 0 for a in answerable if not a.abstained),
+            "claims_supported": (
+                sum(a.claims_supported for a in generated)
+                / max(sum(a.claims for a in generated), 1)
+            ),
+            "span_support": share(a.span_support for a in answerable),
             "answerable_abstained": share(a.abstained for a in answerable),
             "answerable_not_covered": share(a.not_covered for a in answerable),
             "held_out_questions": len(unanswerable),
@@ -457,6 +466,11 @@ def _generate(answerer: Answerer, asked: Asked) -> GeneratedAnswer:
         contains_gold=contains_answer(text, asked.gold),
         cited=bool(cited),
         supported=any(contains_answer(passage, asked.gold) for passage in cited),
+        claims=len(done.answer.claims),
+        claims_supported=sum(c.supported for c in done.answer.claims),
+        span_support=any(
+            c.quote is not None and contains_answer(c.quote, asked.gold) for c in done.answer.claims
+        ),
         first_token_ms=first_token * 1000 if first_token is not None else None,
         total_ms=total_ms,
         completion_tokens=done.usage.completion_tokens,

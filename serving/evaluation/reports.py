@@ -89,6 +89,9 @@ def generation_markdown(ev: GenerationEval) -> str:
         ("Answer contains the gold answer", m["contains_gold"]),
         ("Answers with at least one citation", m["cited"]),
         ("Cited passages contain the gold answer", m["citation_support"]),
+        ("Answers (not abstained) with at least one supported sentence", m["verified"]),
+        ("Sentences supported by a passage span (all answers)", m["claims_supported"]),
+        ("Supporting spans contain the gold answer", m["span_support"]),
         ("Abstained (nothing above the relevance floor)", m["answerable_abstained"]),
         ("Model said the documents do not cover it", m["answerable_not_covered"]),
     ]

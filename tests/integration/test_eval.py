@@ -301,6 +301,8 @@ def test_generated_answers_are_scored_and_held_out_articles_are_not_indexed(
             assert a.first_token_ms is not None
             assert 0 < a.first_token_ms <= a.total_ms
             assert a.completion_tokens > 0
+        assert 0 <= a.claims_supported <= a.claims
+        assert not a.span_support or a.claims_supported  # a span only for a supported claim
     for a in answerable:  # retrieval gave the model the passage with the gold answer
         assert a.abstained or any(contains_answer(p, a.gold) for p in a.passages)
     metrics = result.metrics()
