@@ -36,7 +36,7 @@ MODELS = ("quick", "thorough")
 WORD_DELAY_S = 0.03
 _BLOCK = re.compile(r"^\[(\d+)\] .*$", re.MULTILINE)
 _WORD = re.compile(r"\w+")
-_SENTENCE = re.compile(r"[^.!?\n]+[.!?]?")
+_SENTENCE = re.compile(r"(?:[^.!?\n]|[.!?](?!\s|$))+[.!?]*")  # not inside "2.08"
 _STOP = {"the", "a", "an", "of", "to", "do", "does", "how", "what", "is", "are", "i", "my", "in"}
 
 
