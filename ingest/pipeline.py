@@ -51,6 +51,8 @@ from ingest.parse import Parser, mime_type_for
 
 logger = logging.getLogger(__name__)
 
+FileStatus = Literal["added", "updated", "unchanged", "deleted"]
+
 
 class ProgressListener(Protocol):
     """Receives progress: the number of files to process, then increments."""
@@ -77,7 +79,13 @@ class IngestReport:
     warnings: list[str] = field(default_factory=list)  # to act on, though nothing failed
     # source -> added, updated, unchanged or deleted (what the API's job shows per file;
     # not in ``as_dict``: a sync of a large share would print every file)
-    files: dict[str, str] = field(default_factory=dict)
+    files: dict[str, FileStatus] = field(default_factory=dict)
+
+    def mark(self, source: str | None, status: FileStatus) -> None:
+        """Count one document as ``status`` and, where its source is known, note it."""
+        setattr(self, status, getattr(self, status) + 1)
+        if source is not None:
+            self.files[source] = status
 
     def warn_admin_only(self, sources: Sequence[str]) -> None:
         """Count the documents no rule covers, and say how to share them."""
@@ -189,16 +197,7 @@ class Ingestor:
         if dry_run:
             plan.count()
         else:
-            for document in plan.access:  # same content, new groups or tags
-                if self.update_access(document.doc_id, document.groups, document.tags):
-                    report.updated += 1
-                    report.files[document.source] = "updated"
-            for doc_id in plan.deletions:
-                record = self._c.registry.get(doc_id)
-                self.delete(doc_id)
-                report.deleted += 1
-                if record is not None:
-                    report.files[record.document.source] = "deleted"
+            self.apply_changes(plan.access, plan.deletions, report)
             if plan.files:
                 self._process(plan.files, report, progress)
         if report.chunks_written or report.deleted:
@@ -294,6 +293,24 @@ class Ingestor:
         kept = replace(previous.document, groups=tuple(groups), tags=tuple(tags))
         self._c.registry.put(kept, previous.chunks)
         return True
+
+    def apply_changes(
+        self,
+        access: Sequence[Document],
+        deletions: Sequence[str],
+        report: IngestReport,
+        *,
+        store: VectorStore | None = None,
+    ) -> None:
+        """A plan's changes that need no parsing, in ``store`` (default: the container's):
+        documents with the same content get their new groups and tags, documents whose
+        file is gone are removed; both counted in ``report``."""
+        for document in access:
+            if self.update_access(document.doc_id, document.groups, document.tags, store=store):
+                report.mark(document.source, "updated")
+        for doc_id in deletions:
+            record = self.delete(doc_id, store=store)
+            report.mark(record.document.source if record else None, "deleted")
 
     def prepare(
         self,
@@ -442,19 +459,19 @@ class Ingestor:
             elif (previous.document.groups, previous.document.tags) != (groups, tags):
                 plan.access.append(document)
             else:
-                report.unchanged += 1
-                report.files[source] = "unchanged"
+                report.mark(source, "unchanged")
         report.warn_admin_only(admin_only)
 
-    def delete(self, doc_id: str, *, store: VectorStore | None = None) -> None:
+    def delete(self, doc_id: str, *, store: VectorStore | None = None) -> RegisteredDocument | None:
         """Remove a document from ``store`` (default: the container's): chunks first,
         registry row last (a crash in between is repaired by deleting again); an uploaded
-        original goes with it."""
+        original goes with it. The registry's record of it, if it had one."""
         record = self._c.registry.get(doc_id)
         (store or self._c.store).delete_document(doc_id)
         self._c.registry.remove(doc_id)
         if record is not None:
             self.discard_upload(Path(record.document.source))
+        return record
 
     def discard_upload(self, path: Path) -> None:
         """Remove an uploaded original (one under ``<data_dir>/uploads``), and its upload's
@@ -599,12 +616,7 @@ class Ingestor:
         document = item.document
         (store or self._c.store).delete_document(document.doc_id, keep_hash=document.content_hash)
         self._c.registry.put(document, len(item.chunks))
-        if item.planned.kind == "add":
-            report.added += 1
-            report.files[document.source] = "added"
-        else:
-            report.updated += 1
-            report.files[document.source] = "updated"
+        report.mark(document.source, "added" if item.planned.kind == "add" else "updated")
         report.chunks_written += len(item.chunks)
 
 

@@ -147,15 +147,8 @@ class TaskRunner:
         error: str | None = None
         try:
             with self.writing() as store:
-                for raw in access:
-                    document = document_from(raw)
-                    if self.ingestor.update_access(
-                        document.doc_id, document.groups, document.tags, store=store
-                    ):
-                        report.updated += 1
-                for doc_id in deletions:
-                    self.ingestor.delete(doc_id, store=store)
-                    report.deleted += 1
+                documents = [document_from(raw) for raw in access]
+                self.ingestor.apply_changes(documents, deletions, report, store=store)
         except EnclaveError as exc:
             error = str(exc)
         return self._done(keys, task_id, report, 0, error)
