@@ -131,7 +131,6 @@ class _Turn:
     pieces: list[str] = field(default_factory=list)
     usage: Usage = field(default_factory=lambda: Usage(0, 0))
     generate_started: float = 0.0
-    support_threshold: float = 0.6
 
     def retrieved(self) -> Retrieved:
         return Retrieved(self.query, tuple(self.blocks), self.generator.name, dict(self.timings))
@@ -146,7 +145,7 @@ class _Turn:
         self.pieces.append(piece)
         return Token(piece)
 
-    def completed(self) -> Completed:
+    def completed(self, support_threshold: float) -> Completed:
         self.timings["generate"] = time.perf_counter() - self.generate_started
         cleaned, citations = extract_citations("".join(self.pieces), self.blocks)
         answer = Answer(
@@ -154,7 +153,7 @@ class _Turn:
             citations=citations,
             passages=tuple(self.blocks),
             model=self.generator.name,
-            claims=verify_claims(cleaned, self.blocks, support_threshold=self.support_threshold),
+            claims=verify_claims(cleaned, self.blocks, support_threshold=support_threshold),
         )
         return Completed(
             answer, self.usage, abstained=False, query=self.query, timings=self.timings
@@ -213,7 +212,7 @@ class Answerer:
             for piece in out:
                 if (token := turn.take(piece)) is not None:
                     yield token
-        yield turn.completed()
+        yield turn.completed(s.support_threshold)
 
     async def arun(
         self,
@@ -258,7 +257,7 @@ class Answerer:
                     yield token
         finally:
             await out.aclose()
-        yield turn.completed()
+        yield turn.completed(s.support_threshold)
 
     def answer(self, question: str, principal: Principal, **kwargs: object) -> Completed:
         """The whole answer at once."""
@@ -275,9 +274,7 @@ class Answerer:
         turns = self._settings.history_turns
         kept = list(history)[-turns:] if turns else []
         generator = self.router.choose(text, bool(kept), model)
-        turn = _Turn(text, text, generator, kept, {}, time.perf_counter())
-        turn.support_threshold = self._settings.support_threshold
-        return turn
+        return _Turn(text, text, generator, kept, {}, time.perf_counter())
 
     def _prompt(self, turn: _Turn, hits: Sequence[Hit]) -> None:
         """Pack the hits into the model's window and write the messages."""

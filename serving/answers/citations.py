@@ -9,7 +9,8 @@ from collections.abc import Sequence
 from core.types import Citation, Hit
 
 CITATION_MARKER = re.compile(r"\[(\d{1,3}(?:\s*,\s*\d{1,3})*)\]")
-_SENTENCE = re.compile(r"[^.!?\n]+(?:[.!?]+|$)", re.MULTILINE)
+# a sentence ends at . ! or ? followed by white space (not inside "2.08" or "e.g.x")
+SENTENCE = re.compile(r"(?:[^.!?\n]|[.!?](?!\s|$))+(?:[.!?]+|$)", re.MULTILINE)
 _WORD = re.compile(r"\w+")
 _QUOTE_CHARS = 300
 
@@ -19,7 +20,7 @@ def extract_citations(text: str, blocks: Sequence[Hit]) -> tuple[str, tuple[Cita
     (in order of first mention) with a verbatim quote from the block's chunk."""
     order: list[int] = []
     context: dict[int, list[str]] = {}
-    sentences = _SENTENCE.findall(text) or [text]
+    sentences = SENTENCE.findall(text) or [text]
     for sentence in sentences:
         for match in CITATION_MARKER.finditer(sentence):
             for raw in match.group(1).split(","):
@@ -56,7 +57,7 @@ def best_quote(chunk_text: str, claim: str) -> str:
     (cut at a word boundary to a few hundred characters)."""
     claim_words = {w.lower() for w in _WORD.findall(claim) if len(w) > 2}
     best, best_score = "", -1.0
-    for match in _SENTENCE.finditer(chunk_text):
+    for match in SENTENCE.finditer(chunk_text):
         sentence = match.group(0).strip()
         words = {w.lower() for w in _WORD.findall(sentence) if len(w) > 2}
         if not words:

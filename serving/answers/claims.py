@@ -17,10 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from core.types import Claim, Hit
-from serving.answers.citations import CITATION_MARKER
+from serving.answers.citations import CITATION_MARKER, SENTENCE
 
-# a sentence ends at . ! or ? followed by white space (not inside "2.5" or "e.g.x")
-_SENTENCE = re.compile(r"(?:[^.!?\n]|[.!?](?!\s|$))+(?:[.!?]+|$)", re.MULTILINE)
 _TOKEN = re.compile(r"\d+(?:[.,]\d+)*|\w+")
 _SPACE_BEFORE_PUNCTUATION = re.compile(r"[ \t]+([.,;:!?])")
 _NUMBER = re.compile(r"^\d+(?:[.,]\d+)*$")
@@ -69,7 +67,7 @@ def verify_claims(
     span in ``blocks`` or marked unsupported. Offsets are in ``answer``."""
     spans = [span for n, hit in enumerate(blocks, 1) for span in _spans(n, hit.chunk.text)]
     claims: list[Claim] = []
-    for match in _SENTENCE.finditer(answer):
+    for match in SENTENCE.finditer(answer):
         raw = match.group(0)
         text = _SPACE_BEFORE_PUNCTUATION.sub(r"\1", CITATION_MARKER.sub("", raw)).strip()
         words, numbers = content_words(text)
@@ -109,7 +107,7 @@ def _spans(n: int, text: str) -> list[_Span]:
             m.start() + len(m.group(0)) - len(m.group(0).lstrip()),
             m.start() + len(m.group(0).rstrip()),
         )
-        for m in _SENTENCE.finditer(text)
+        for m in SENTENCE.finditer(text)
         if m.group(0).strip()
     ]
     spans = []
